@@ -1,0 +1,138 @@
+/*
+ * br_model.h - the bookrec model file: one versioned, checksummed,
+ * memory-mappable file holding everything inference and viz need.
+ *
+ * Layout (all integers and floats little-endian, fixed width; full spec in
+ * docs/FORMAT.md):
+ *
+ *   header      fixed size (BR_MODEL_HEADER_SIZE bytes): magic "BOOKREC\0",
+ *               format version, endianness check word, file size, checksum,
+ *               model metadata (kind, loss, dims, counts, hyper-parameters,
+ *               dataset fingerprint), section count and table offset
+ *   sections    each starts on a 64-byte boundary; the section table lists
+ *               (id, element type, offset, byte size, rows, cols) per section
+ *
+ * The checksum (br_hash64 over every byte of the file, with the checksum field
+ * itself taken as zero) detects any change to the file. The reader maps the
+ * file read-only and trusts nothing: every count, size and offset is checked
+ * against overflow, against the others and against the file length; a newer
+ * format version is refused with both numbers in the message.
+ *
+ * Vectors are stored as rows of `stride` floats (dim rounded up to a multiple
+ * of 8, zero padded), so every row is 32-byte aligned and SIMD kernels need no
+ * tail handling.
+ */
+#ifndef BR_MODEL_H
+#define BR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "br_error.h"
+#include "br_books.h"
+
+#define BR_MODEL_VERSION 1         /* bumped only for structural change */
+#define BR_MODEL_ALIGN 64          /* section alignment in bytes */
+
+typedef enum br_model_kind {
+    BR_MODEL_DOT = 1,      /* score = p_u . q_b (the seed tutorial's network) */
+    BR_MODEL_BIASED = 2,   /* score = mean + b_u + b_b + p_u . q_b */
+    BR_MODEL_MLP = 3,      /* score = MLP([p_u, q_b]): dense h1 -> h2 -> 1, ReLU */
+} br_model_kind;
+
+typedef enum br_loss_kind { BR_LOSS_MSE = 1, BR_LOSS_BPR = 2 } br_loss_kind;
+typedef enum br_optim_kind { BR_OPTIM_SGD = 1, BR_OPTIM_ADAM = 2 } br_optim_kind;
+
+/* Rounds a dimension up to the stored row width (a multiple of 8 floats). */
+static inline uint32_t br_model_stride(uint32_t dim) { return (dim + 7u) & ~7u; }
+
+/* Model metadata, stored in the header. */
+typedef struct br_model_meta {
+    uint32_t kind;            /* br_model_kind */
+    uint32_t loss;            /* br_loss_kind */
+    uint32_t optim;           /* br_optim_kind */
+    uint32_t dim;             /* embedding dimension */
+    uint32_t stride;          /* floats per stored row = br_model_stride(dim) */
+    uint32_t n_users;
+    uint32_t n_books;
+    uint32_t epochs;          /* epochs trained (the kept epoch if early-stopped) */
+    uint32_t mlp_h1, mlp_h2;  /* hidden widths of the MLP (0 for other kinds) */
+    uint64_t seed;
+    uint64_t n_train;         /* ratings trained on */
+    uint64_t data_fingerprint;/* hash of the training ratings (see br_ratings) */
+    int64_t created_unix;     /* seconds since the epoch when written */
+    float global_mean;        /* mean rating (biased model), 0 otherwise */
+    float lr, reg, reg_bias;  /* hyper-parameters used */
+    float test_rmse, test_mae;/* held-out figures, NAN if not measured */
+} br_model_meta;
+
+/* Number of floats in the packed MLP weights for a given dim, h1, h2:
+ * W1[2*dim][h1] (row-major, input-major), b1[h1], W2[h1][h2], b2[h2], w3[h2], b3[1]. */
+static inline size_t br_model_mlp_len(uint32_t dim, uint32_t h1, uint32_t h2)
+{
+    return (size_t)2 * dim * h1 + h1 + (size_t)h1 * h2 + h2 + h2 + 1;
+}
+
+/* What the writer needs. Arrays are read with the given source stride;
+ * optional ones may be NULL as the comments say. */
+typedef struct br_model_data {
+    br_model_meta meta;       /* stride is recomputed by the writer */
+    const float *user_vecs;   /* n_users rows of src_stride floats (first dim used) */
+    const float *book_vecs;   /* n_books rows of src_stride floats */
+    size_t src_stride;        /* >= dim */
+    const float *user_bias;   /* n_users; NULL unless kind == BIASED */
+    const float *book_bias;   /* n_books; NULL unless kind == BIASED */
+    const float *mlp;         /* br_model_mlp_len() floats; NULL unless kind == MLP */
+    const uint32_t *user_ids; /* n_users external ids, strictly ascending */
+    const uint32_t *book_ids; /* n_books external ids, strictly ascending */
+    const uint64_t *read_ptr; /* n_users+1 offsets into read_idx (CSR of rated books) */
+    const uint32_t *read_idx; /* internal book indices, ascending within each user */
+    const br_books *books;    /* optional titles/authors/...; matched on book id */
+} br_model_data;
+
+/* Writes a model atomically (temp file, fsync, rename, fsync of the folder).
+ * On failure the old file at path, if any, is untouched. */
+br_err br_model_save(const br_model_data *d, const char *path, br_diag *diag);
+
+/* Same, into a malloc'd buffer (for tests and fuzzing). */
+br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_diag *diag);
+
+typedef struct br_model br_model;   /* opaque handle to a validated model */
+
+/* Maps and validates a model file. */
+br_err br_model_open(const char *path, br_model **out, br_diag *diag);
+
+/* Validates a model held in memory; the buffer must outlive the handle and
+ * be 64-byte aligned for the SIMD kernels (copies it if it is not). */
+br_err br_model_open_buffer(const void *buf, size_t len, br_model **out, br_diag *diag);
+
+void br_model_free(br_model *m);    /* NULL ok */
+
+const br_model_meta *br_model_get_meta(const br_model *m);
+uint64_t br_model_checksum(const br_model *m);   /* the file's checksum: its fingerprint */
+size_t br_model_file_size(const br_model *m);
+
+const float *br_model_user_vecs(const br_model *m);  /* n_users x stride, 64-byte aligned */
+const float *br_model_book_vecs(const br_model *m);  /* n_books x stride, 64-byte aligned */
+const float *br_model_user_bias(const br_model *m);  /* NULL unless BIASED */
+const float *br_model_book_bias(const br_model *m);  /* NULL unless BIASED */
+const float *br_model_book_norms(const br_model *m); /* n_books L2 norms of the book vectors */
+const float *br_model_mlp(const br_model *m);        /* NULL unless MLP */
+const uint32_t *br_model_user_ids(const br_model *m);/* external ids, ascending */
+const uint32_t *br_model_book_ids(const br_model *m);
+
+/* The books user u (internal index) rated in training, ascending internal indices. */
+const uint32_t *br_model_user_read(const br_model *m, uint32_t u, size_t *n);
+
+/* External id -> internal index, or -1 if the model does not know it. */
+int64_t br_model_find_user(const br_model *m, uint32_t user_id);
+int64_t br_model_find_book(const br_model *m, uint32_t book_id);
+
+/* Book metadata for internal book index b; strings point into the mapping
+ * (never NULL: "" when the model was written without books). tags[] unused. */
+void br_model_book_info(const br_model *m, uint32_t b, br_book *out);
+int br_model_has_book_info(const br_model *m);
+
+/* Fast 64-bit hash used for the model checksum and dataset fingerprints. */
+uint64_t br_hash64(const void *data, size_t len, uint64_t seed);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * br_rng.h - small, fast, seeded pseudo-random numbers (xoshiro256** seeded
+ * through splitmix64). Same seed, same sequence, on every machine.
+ */
+#ifndef BR_RNG_H
+#define BR_RNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct br_rng {
+    uint64_t s[4];
+} br_rng;
+
+/* splitmix64 step: also a good 64-bit mixing function for hashing ids. */
+static inline uint64_t br_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline void br_rng_seed(br_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++)
+        r->s[i] = br_splitmix64(&x);
+}
+
+static inline uint64_t br_rng_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t br_rng_next(br_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = br_rng_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = br_rng_rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, n) without modulo bias worth caring about (Lemire's method). */
+static inline uint32_t br_rng_below(br_rng *r, uint32_t n)
+{
+    return (uint32_t)(((br_rng_next(r) >> 32) * (uint64_t)n) >> 32);
+}
+
+/* Uniform double in [0, 1). */
+static inline double br_rng_uniform(br_rng *r)
+{
+    return (double)(br_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* Standard normal (Box-Muller; one of the pair is discarded for simplicity). */
+double br_rng_normal(br_rng *r);
+
+/* Fisher-Yates shuffle of n uint32 values. */
+void br_rng_shuffle_u32(br_rng *r, uint32_t *v, size_t n);
+
+#endif
