@@ -1,0 +1,77 @@
+/*
+ * br_kernels.h - the numeric inner loops, behind a function table chosen once
+ * at run time from the CPU's features.
+ *
+ * Every kernel has a scalar reference (br_kernels_scalar.c) and an AVX2+FMA
+ * version (br_kernels_avx2.c, compiled with -mavx2 -mfma). The scalar code
+ * performs the very same floating-point operations in the same order as the
+ * SIMD code (8 lanes, fused multiply-adds, the same reduction tree), so the
+ * two give bit-identical results and tests compare them exactly.
+ *
+ * Vector lengths `n` are multiples of 8 (rows are zero padded to the stored
+ * stride) and rows are 32-byte aligned.
+ *
+ * THE HOGWILD KERNELS. sgd_mf, adam_mf and bpr_mf update shared embedding
+ * rows with no lock: several trainer threads may read and write the same row
+ * at once (Hogwild!, Niu et al. 2011). The races are deliberate and confined
+ * to these kernels; a torn update costs a little accuracy, never memory
+ * safety (each float is written whole by the hardware). TSan is told to
+ * ignore exactly these functions (tests/tsan.supp).
+ */
+#ifndef BR_KERNELS_H
+#define BR_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Adam constants for one step (see adam_mf). */
+typedef struct br_adam {
+    float lr;        /* learning rate */
+    float beta1, beta2, eps;
+    float reg;       /* L2 regularisation folded into the gradient */
+} br_adam;
+
+typedef struct br_kernels {
+    const char *name;   /* "scalar" or "avx2" */
+
+    /* Dot product of two n-float vectors. */
+    float (*dot)(const float *a, const float *b, size_t n);
+
+    /* One SGD step of matrix factorisation on rating r, prediction base + p.q:
+     *   e = r - (base + p.q);  p += lr (e q - reg p);  q += lr (e p_old - reg q).
+     * Returns e. Hogwild. */
+    float (*sgd_mf)(float *p, float *q, size_t n, float base, float r, float lr, float reg);
+
+    /* One lazy-Adam step on the same loss, updating p, q and their first and
+     * second moments (mp, vp, mq, vq). cp, cq are the bias-corrected step
+     * scales lr * sqrt(1 - beta2^t) / (1 - beta1^t) for each row's own step
+     * count t. Returns e. Hogwild. */
+    float (*adam_mf)(float *p, float *q, float *mp, float *vp, float *mq, float *vq, size_t n,
+                     float base, float r, const br_adam *a, float cp, float cq);
+
+    /* One BPR step for user p, a positive book qi and a negative book qj:
+     *   x = base_diff + p.(qi - qj);  g = sigmoid(-x);
+     *   p += lr (g (qi - qj) - reg p); qi += lr (g p - reg qi); qj += lr (-g p - reg qj).
+     * Returns x. Hogwild. */
+    float (*bpr_mf)(float *p, float *qi, float *qj, size_t n, float base_diff, float lr,
+                    float reg);
+
+    /* Scores every book: out[b] = add + (bias ? bias[b] : 0) + u . Q[b],
+     * Q holding n_books rows of `stride` floats; n = stride. */
+    void (*score)(const float *u, const float *Q, size_t n_books, size_t stride,
+                  const float *bias, float add, float *out);
+} br_kernels;
+
+/* The table for this CPU (AVX2 when the CPU has AVX2 and FMA), chosen on the
+ * first call. The environment variable BOOKREC_KERNEL=scalar forces the
+ * reference. Thread-safe. */
+const br_kernels *br_kernels_get(void);
+
+const br_kernels *br_kernels_scalar(void);
+/* NULL when the CPU lacks AVX2 or FMA. */
+const br_kernels *br_kernels_avx2(void);
+
+/* Sigmoid of -x, shared by both tables so they agree exactly. */
+float br_sigmoid_neg(float x);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * br_kernels_avx2.c - AVX2+FMA kernels (this file alone is compiled with
+ * -mavx2 -mfma). Each mirrors its scalar reference in br_kernels_scalar.c
+ * operation for operation, so results are bit-identical.
+ */
+#include "br_kernels.h"
+
+#include <immintrin.h>
+
+/* ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), as br_hsum8 in the scalar file. */
+static inline float br_hsum8_avx2(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    __m128 a = _mm_add_ps(lo, hi);                 /* a0..a3 */
+    __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* a0+a2, a1+a3 */
+    __m128 c = _mm_add_ss(b, _mm_movehdup_ps(b));  /* (a0+a2)+(a1+a3) */
+    return _mm_cvtss_f32(c);
+}
+
+static inline __m256 br_dot_acc(const float *a, const float *b, size_t n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    return acc;
+}
+
+static float br_dot_avx2(const float *a, const float *b, size_t n)
+{
+    return br_hsum8_avx2(br_dot_acc(a, b, n));
+}
+
+static float br_sgd_mf_avx2(float *p, float *q, size_t n, float base, float r, float lr,
+                            float reg)
+{
+    float e = r - (base + br_hsum8_avx2(br_dot_acc(p, q, n)));
+    __m256 ve = _mm256_set1_ps(e), vlr = _mm256_set1_ps(lr), vnr = _mm256_set1_ps(-reg);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 pi = _mm256_loadu_ps(p + i), qi = _mm256_loadu_ps(q + i);
+        __m256 gp = _mm256_fmadd_ps(ve, qi, _mm256_mul_ps(vnr, pi));
+        __m256 gq = _mm256_fmadd_ps(ve, pi, _mm256_mul_ps(vnr, qi));
+        _mm256_storeu_ps(p + i, _mm256_fmadd_ps(vlr, gp, pi));
+        _mm256_storeu_ps(q + i, _mm256_fmadd_ps(vlr, gq, qi));
+    }
+    return e;
+}
+
+static float br_adam_mf_avx2(float *p, float *q, float *mp, float *vp, float *mq, float *vq,
+                             size_t n, float base, float r, const br_adam *a, float cp, float cq)
+{
+    float e = r - (base + br_hsum8_avx2(br_dot_acc(p, q, n)));
+    __m256 vne = _mm256_set1_ps(-e), vreg = _mm256_set1_ps(a->reg);
+    __m256 b1 = _mm256_set1_ps(a->beta1), b2 = _mm256_set1_ps(a->beta2);
+    __m256 c1 = _mm256_set1_ps(1.0f - a->beta1), c2 = _mm256_set1_ps(1.0f - a->beta2);
+    __m256 eps = _mm256_set1_ps(a->eps), vcp = _mm256_set1_ps(cp), vcq = _mm256_set1_ps(cq);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 pi = _mm256_loadu_ps(p + i), qi = _mm256_loadu_ps(q + i);
+        __m256 gp = _mm256_fmadd_ps(vne, qi, _mm256_mul_ps(vreg, pi));
+        __m256 gq = _mm256_fmadd_ps(vne, pi, _mm256_mul_ps(vreg, qi));
+        __m256 m1 = _mm256_fmadd_ps(b1, _mm256_loadu_ps(mp + i), _mm256_mul_ps(c1, gp));
+        __m256 v1 = _mm256_fmadd_ps(b2, _mm256_loadu_ps(vp + i),
+                                    _mm256_mul_ps(_mm256_mul_ps(c2, gp), gp));
+        __m256 m2 = _mm256_fmadd_ps(b1, _mm256_loadu_ps(mq + i), _mm256_mul_ps(c1, gq));
+        __m256 v2 = _mm256_fmadd_ps(b2, _mm256_loadu_ps(vq + i),
+                                    _mm256_mul_ps(_mm256_mul_ps(c2, gq), gq));
+        _mm256_storeu_ps(mp + i, m1);
+        _mm256_storeu_ps(vp + i, v1);
+        _mm256_storeu_ps(mq + i, m2);
+        _mm256_storeu_ps(vq + i, v2);
+        __m256 sp = _mm256_div_ps(m1, _mm256_add_ps(_mm256_sqrt_ps(v1), eps));
+        __m256 sq = _mm256_div_ps(m2, _mm256_add_ps(_mm256_sqrt_ps(v2), eps));
+        _mm256_storeu_ps(p + i, _mm256_fnmadd_ps(vcp, sp, pi));
+        _mm256_storeu_ps(q + i, _mm256_fnmadd_ps(vcq, sq, qi));
+    }
+    return e;
+}
+
+static float br_bpr_mf_avx2(float *p, float *qi, float *qj, size_t n, float base_diff, float lr,
+                            float reg)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(qi + i), _mm256_loadu_ps(qj + i));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(p + i), d, acc);
+    }
+    float x = base_diff + br_hsum8_avx2(acc);
+    float g = br_sigmoid_neg(x);
+    __m256 vg = _mm256_set1_ps(g), vng = _mm256_set1_ps(-g);
+    __m256 vlr = _mm256_set1_ps(lr), vnr = _mm256_set1_ps(-reg);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 pu = _mm256_loadu_ps(p + i), a = _mm256_loadu_ps(qi + i),
+               b = _mm256_loadu_ps(qj + i);
+        __m256 gp = _mm256_fmadd_ps(vg, _mm256_sub_ps(a, b), _mm256_mul_ps(vnr, pu));
+        __m256 ga = _mm256_fmadd_ps(vg, pu, _mm256_mul_ps(vnr, a));
+        __m256 gb = _mm256_fmadd_ps(vng, pu, _mm256_mul_ps(vnr, b));
+        _mm256_storeu_ps(p + i, _mm256_fmadd_ps(vlr, gp, pu));
+        _mm256_storeu_ps(qi + i, _mm256_fmadd_ps(vlr, ga, a));
+        _mm256_storeu_ps(qj + i, _mm256_fmadd_ps(vlr, gb, b));
+    }
+    return x;
+}
+
+static void br_score_avx2(const float *u, const float *Q, size_t n_books, size_t stride,
+                          const float *bias, float add, float *out)
+{
+    for (size_t b = 0; b < n_books; b++) {
+        float s = br_hsum8_avx2(br_dot_acc(u, Q + b * stride, stride));
+        out[b] = (add + (bias ? bias[b] : 0.0f)) + s;
+    }
+}
+
+static const br_kernels br_avx2_table = {
+    .name = "avx2",
+    .dot = br_dot_avx2,
+    .sgd_mf = br_sgd_mf_avx2,
+    .adam_mf = br_adam_mf_avx2,
+    .bpr_mf = br_bpr_mf_avx2,
+    .score = br_score_avx2,
+};
+
+const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }

@@ -1,0 +1,107 @@
+/*
+ * br_kernels_scalar.c - the reference kernels.
+ *
+ * Written as eight "lanes" with fmaf so that they perform exactly the
+ * operations of the AVX2 code in br_kernels_avx2.c: same products, same fused
+ * rounding, same horizontal reduction order. glibc's fmaf uses the CPU's FMA
+ * instruction where there is one, so this stays reasonably fast.
+ */
+#include "br_kernels.h"
+
+#include <math.h>
+
+/* The AVX2 horizontal sum's tree: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
+static inline float br_hsum8(const float l[8])
+{
+    float a0 = l[0] + l[4], a1 = l[1] + l[5], a2 = l[2] + l[6], a3 = l[3] + l[7];
+    return (a0 + a2) + (a1 + a3);
+}
+
+static float br_dot_scalar(const float *a, const float *b, size_t n)
+{
+    float acc[8] = {0};
+    for (size_t i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(a[i + l], b[i + l], acc[l]);
+    return br_hsum8(acc);
+}
+
+static float br_sgd_mf_scalar(float *p, float *q, size_t n, float base, float r, float lr,
+                              float reg)
+{
+    float e = r - (base + br_dot_scalar(p, q, n));
+    float nreg = -reg;
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i], qi = q[i];
+        float gp = fmaf(e, qi, nreg * pi);
+        float gq = fmaf(e, pi, nreg * qi);
+        p[i] = fmaf(lr, gp, pi);
+        q[i] = fmaf(lr, gq, qi);
+    }
+    return e;
+}
+
+static float br_adam_mf_scalar(float *p, float *q, float *mp, float *vp, float *mq, float *vq,
+                               size_t n, float base, float r, const br_adam *a, float cp,
+                               float cq)
+{
+    float e = r - (base + br_dot_scalar(p, q, n));
+    float ne = -e, b1 = a->beta1, b2 = a->beta2, c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i], qi = q[i];
+        float gp = fmaf(ne, qi, a->reg * pi);   /* d/dp of (e^2/2 + reg p^2/2) */
+        float gq = fmaf(ne, pi, a->reg * qi);
+        float m1 = fmaf(b1, mp[i], c1 * gp);
+        float v1 = fmaf(b2, vp[i], (c2 * gp) * gp);
+        float m2 = fmaf(b1, mq[i], c1 * gq);
+        float v2 = fmaf(b2, vq[i], (c2 * gq) * gq);
+        mp[i] = m1;
+        vp[i] = v1;
+        mq[i] = m2;
+        vq[i] = v2;
+        p[i] = fmaf(-cp, m1 / (sqrtf(v1) + a->eps), pi);
+        q[i] = fmaf(-cq, m2 / (sqrtf(v2) + a->eps), qi);
+    }
+    return e;
+}
+
+static float br_bpr_mf_scalar(float *p, float *qi, float *qj, size_t n, float base_diff,
+                              float lr, float reg)
+{
+    float acc[8] = {0};
+    for (size_t i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(p[i + l], qi[i + l] - qj[i + l], acc[l]);
+    float x = base_diff + br_hsum8(acc);
+    float g = br_sigmoid_neg(x), ng = -g, nreg = -reg;
+    for (size_t i = 0; i < n; i++) {
+        float pu = p[i], a = qi[i], b = qj[i];
+        float gp = fmaf(g, a - b, nreg * pu);
+        float ga = fmaf(g, pu, nreg * a);
+        float gb = fmaf(ng, pu, nreg * b);
+        p[i] = fmaf(lr, gp, pu);
+        qi[i] = fmaf(lr, ga, a);
+        qj[i] = fmaf(lr, gb, b);
+    }
+    return x;
+}
+
+static void br_score_scalar(const float *u, const float *Q, size_t n_books, size_t stride,
+                            const float *bias, float add, float *out)
+{
+    for (size_t b = 0; b < n_books; b++) {
+        float s = br_dot_scalar(u, Q + b * stride, stride);
+        out[b] = (add + (bias ? bias[b] : 0.0f)) + s;
+    }
+}
+
+static const br_kernels br_scalar_table = {
+    .name = "scalar",
+    .dot = br_dot_scalar,
+    .sgd_mf = br_sgd_mf_scalar,
+    .adam_mf = br_adam_mf_scalar,
+    .bpr_mf = br_bpr_mf_scalar,
+    .score = br_score_scalar,
+};
+
+const br_kernels *br_kernels_scalar(void) { return &br_scalar_table; }
