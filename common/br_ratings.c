@@ -645,17 +645,35 @@ static br_err br_csr_alloc(br_csr *c, uint32_t rows, uint64_t nnz)
     return BR_OK;
 }
 
+/* 1 if rating i is kept: no fold array, or its fold's bit is in the mask. */
+static inline int br_keep(const uint8_t *fold, unsigned mask, size_t i)
+{
+    return !fold || (fold[i] < 32 && ((mask >> fold[i]) & 1u));
+}
+
 br_err br_csr_by_user(const br_ratings *r, const uint8_t *fold, uint8_t want, br_csr *out,
                       br_diag *diag)
 {
+    return br_csr_by_user_mask(r, fold, want < 32 ? BR_FOLD_MASK(want) : 0, out, diag);
+}
+
+br_err br_csr_by_book(const br_ratings *r, const uint8_t *fold, uint8_t want, br_csr *out,
+                      br_diag *diag)
+{
+    return br_csr_by_book_mask(r, fold, want < 32 ? BR_FOLD_MASK(want) : 0, out, diag);
+}
+
+br_err br_csr_by_user_mask(const br_ratings *r, const uint8_t *fold, unsigned want,
+                           br_csr *out, br_diag *diag)
+{
     uint64_t nnz = 0;
     for (size_t i = 0; i < r->n; i++)
-        nnz += !fold || fold[i] == want;
+        nnz += br_keep(fold, want, i);
     if (br_csr_alloc(out, r->n_users, nnz))
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     uint64_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
-        if (fold && fold[i] != want)
+        if (!br_keep(fold, want, i))
             continue;
         out->ptr[r->user[i] + 1]++;
         out->col[k] = r->book[i];
@@ -668,16 +686,16 @@ br_err br_csr_by_user(const br_ratings *r, const uint8_t *fold, uint8_t want, br
     return BR_OK;
 }
 
-br_err br_csr_by_book(const br_ratings *r, const uint8_t *fold, uint8_t want, br_csr *out,
-                      br_diag *diag)
+br_err br_csr_by_book_mask(const br_ratings *r, const uint8_t *fold, unsigned want,
+                           br_csr *out, br_diag *diag)
 {
     uint64_t nnz = 0;
     for (size_t i = 0; i < r->n; i++)
-        nnz += !fold || fold[i] == want;
+        nnz += br_keep(fold, want, i);
     if (br_csr_alloc(out, r->n_books, nnz))
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < r->n; i++)
-        if (!fold || fold[i] == want)
+        if (br_keep(fold, want, i))
             out->ptr[r->book[i] + 1]++;
     for (uint32_t b = 0; b < r->n_books; b++)
         out->ptr[b + 1] += out->ptr[b];
@@ -689,7 +707,7 @@ br_err br_csr_by_book(const br_ratings *r, const uint8_t *fold, uint8_t want, br
     memcpy(pos, out->ptr, ((size_t)r->n_books + 1) * sizeof *pos);
     /* Ratings are sorted by user, so users come out ascending within a book. */
     for (size_t i = 0; i < r->n; i++) {
-        if (fold && fold[i] != want)
+        if (!br_keep(fold, want, i))
             continue;
         uint64_t k = pos[r->book[i]]++;
         out->col[k] = r->user[i];

@@ -110,6 +110,13 @@ br_err br_csr_by_user(const br_ratings *r, const uint8_t *fold, uint8_t want,
                       br_csr *out, br_diag *diag);
 br_err br_csr_by_book(const br_ratings *r, const uint8_t *fold, uint8_t want,
                       br_csr *out, br_diag *diag);
+/* Same, keeping ratings whose fold f has bit (1 << f) set in keep_mask
+ * (e.g. BR_FOLD_MASK(BR_FOLD_TRAIN) | BR_FOLD_MASK(BR_FOLD_VALID)). */
+#define BR_FOLD_MASK(f) (1u << (f))
+br_err br_csr_by_user_mask(const br_ratings *r, const uint8_t *fold, unsigned keep_mask,
+                           br_csr *out, br_diag *diag);
+br_err br_csr_by_book_mask(const br_ratings *r, const uint8_t *fold, unsigned keep_mask,
+                           br_csr *out, br_diag *diag);
 void br_csr_free(br_csr *c);   /* frees the arrays, not c; NULL ok */
 
 #endif

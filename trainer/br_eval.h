@@ -1,0 +1,47 @@
+/*
+ * br_eval.h - held-out figures: rating error and top-k ranking quality.
+ *
+ * Ranking protocol: for every user with at least one held-out rating, all
+ * books are scored, the books the user rated in training are removed, and
+ * the top k are compared with the held-out books (every held-out rated book
+ * counts as relevant, whatever its rating):
+ *   Recall@k = hits / |held-out|      HR@k = 1 if any hit
+ *   NDCG@k   = DCG / ideal DCG (binary relevance, log2 discount)
+ *   MAP@k    = mean over hit positions of precision there, / min(k, |held-out|)
+ * each averaged over users; coverage = distinct books recommended / books.
+ */
+#ifndef BR_EVAL_H
+#define BR_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "br_error.h"
+#include "br_ratings.h"
+#include "br_train.h"
+
+typedef struct br_rank_metrics {
+    double recall, ndcg, hr, map, coverage;
+    size_t users;    /* users evaluated */
+    uint32_t k;
+} br_rank_metrics;
+
+/* RMSE and MAE of the (clamped) predictions over ratings with fold == want. */
+void br_eval_rmse(const br_params *p, const br_ratings *r, const uint8_t *fold, uint8_t want,
+                  double *rmse, double *mae, size_t *count);
+
+/* Mean -log sigmoid(s(u,i) - s(u,j)) over held-out pairs with a sampled
+ * unread j (BPR validation loss); lower is better. */
+double br_eval_bpr_loss(const br_params *p, const br_ratings *r, const uint8_t *fold,
+                        uint8_t want, const br_csr *known, uint64_t seed);
+
+/* Ranking figures of the model. `train` is the CSR by user of the books
+ * to exclude (rated in training), `test` the CSR by user of held-out books. */
+br_err br_eval_ranking(const br_params *p, const br_csr *train, const br_csr *test, uint32_t k,
+                       int threads, br_rank_metrics *out, br_diag *diag);
+
+/* The same figures for the popularity baseline: books ranked by how many
+ * training ratings they have. */
+br_err br_eval_popularity(const br_csr *train, const br_csr *test, uint32_t n_books, uint32_t k,
+                          int threads, br_rank_metrics *out, br_diag *diag);
+
+#endif

@@ -1,0 +1,369 @@
+/*
+ * br_train.c - parameters, optimiser state and the Hogwild epoch loop.
+ *
+ * The per-rating update is one call into the kernel table (br_kernels.h),
+ * whose sgd_mf / adam_mf / bpr_mf are the documented Hogwild kernels; the
+ * bias updates beside them (br_step_*) race the same way and are the only
+ * other unsynchronised writes. Everything else here is single-threaded or
+ * thread-private.
+ */
+#include "br_train.h"
+#include "br_kernels.h"
+#include "br_rng.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct br_trainer {
+    br_train_opts o;
+    uint32_t n_users, n_books, stride;
+    float mean;
+    float *P, *Q, *bu, *bb;                 /* parameters */
+    float *mP, *vP, *mQ, *vQ;               /* Adam moments */
+    float *mbu, *vbu, *mbb, *vbb;
+    float *powU, *powB;                     /* Adam: beta1^t, beta2^t per row (2 floats) */
+    float *sP, *sQ, *sbu, *sbb;             /* snapshot */
+    uint32_t *order;                        /* shuffled training order */
+    size_t order_cap;
+    const br_kernels *k;
+};
+
+void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
+                       br_optim_kind optim)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->loss = loss;
+    o->optim = optim;
+    o->dim = 32;
+    o->epochs = 30;
+    o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.01f;
+    o->lr_decay = 0.95f;
+    o->reg = 0.04f;
+    o->reg_bias = 0.01f;
+    o->init_std = 0.1f;
+    o->seed = 42;
+    o->threads = 1;
+    if (loss == BR_LOSS_BPR) {
+        o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.05f;
+        o->reg = 0.005f;
+        o->epochs = 30;
+    }
+}
+
+static float *br_falloc(size_t n)
+{
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+void br_trainer_free(br_trainer *t)
+{
+    if (!t)
+        return;
+    float *arr[] = {t->P, t->Q, t->bu, t->bb, t->mP, t->vP, t->mQ, t->vQ, t->mbu, t->vbu,
+                    t->mbb, t->vbb, t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb};
+    for (size_t i = 0; i < sizeof arr / sizeof *arr; i++)
+        free(arr[i]);
+    free(t->order);
+    free(t);
+}
+
+br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_books,
+                         float mean, br_trainer **out, br_diag *diag)
+{
+    *out = NULL;
+    if (o->dim == 0 || o->dim > 4096)
+        return br_fail(diag, BR_ERR_ARG, "dimension %u is outside 1..4096", o->dim);
+    if (o->kind != BR_MODEL_DOT && o->kind != BR_MODEL_BIASED)
+        return br_fail(diag, BR_ERR_UNSUPPORTED, "this trainer builds dot and biased models");
+    if (!(o->lr > 0) || !isfinite(o->lr) || !(o->reg >= 0) || !(o->reg_bias >= 0))
+        return br_fail(diag, BR_ERR_ARG, "learning rate must be > 0 and regularisation >= 0");
+    if (n_users == 0 || n_books == 0)
+        return br_fail(diag, BR_ERR_EMPTY, "no users or no books to train on");
+    br_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    t->o = *o;
+    if (t->o.threads < 1)
+        t->o.threads = 1;
+    t->n_users = n_users;
+    t->n_books = n_books;
+    t->stride = br_model_stride(o->dim);
+    t->mean = o->kind == BR_MODEL_BIASED ? mean : 0.0f;
+    t->k = br_kernels_get();
+    size_t nu = (size_t)n_users * t->stride, nb = (size_t)n_books * t->stride;
+    int biased = o->kind == BR_MODEL_BIASED;
+    int adam = o->optim == BR_OPTIM_ADAM;
+    t->P = br_falloc(nu);
+    t->Q = br_falloc(nb);
+    int ok = t->P && t->Q;
+    if (biased) {
+        t->bu = br_falloc(n_users);
+        t->bb = br_falloc(n_books);
+        ok = ok && t->bu && t->bb;
+    }
+    if (adam) {
+        t->mP = br_falloc(nu);
+        t->vP = br_falloc(nu);
+        t->mQ = br_falloc(nb);
+        t->vQ = br_falloc(nb);
+        t->powU = br_falloc((size_t)n_users * 2);
+        t->powB = br_falloc((size_t)n_books * 2);
+        ok = ok && t->mP && t->vP && t->mQ && t->vQ && t->powU && t->powB;
+        if (biased) {
+            t->mbu = br_falloc(n_users);
+            t->vbu = br_falloc(n_users);
+            t->mbb = br_falloc(n_books);
+            t->vbb = br_falloc(n_books);
+            ok = ok && t->mbu && t->vbu && t->mbb && t->vbb;
+        }
+    }
+    if (!ok) {
+        br_trainer_free(t);
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory for %u users x %u books x %u dims",
+                       n_users, n_books, o->dim);
+    }
+    if (adam) {
+        for (size_t i = 0; i < (size_t)n_users * 2; i++)
+            t->powU[i] = 1.0f;
+        for (size_t i = 0; i < (size_t)n_books * 2; i++)
+            t->powB[i] = 1.0f;
+    }
+    /* Seeded initialisation: users first, then books, row by row. */
+    br_rng g;
+    br_rng_seed(&g, o->seed);
+    for (uint32_t u = 0; u < n_users; u++)
+        for (uint32_t j = 0; j < o->dim; j++)
+            t->P[(size_t)u * t->stride + j] = (float)(br_rng_normal(&g) * o->init_std);
+    for (uint32_t b = 0; b < n_books; b++)
+        for (uint32_t j = 0; j < o->dim; j++)
+            t->Q[(size_t)b * t->stride + j] = (float)(br_rng_normal(&g) * o->init_std);
+    *out = t;
+    return BR_OK;
+}
+
+/* ---- Hogwild steps ---------------------------------------------------------
+ * Each step reads and writes the rows of one user and one or two books with
+ * no lock; see br_kernels.h for why that is deliberate. */
+
+static inline float br_step_sgd(br_trainer *t, uint32_t u, uint32_t b, float r, float lr)
+{
+    float *p = t->P + (size_t)u * t->stride, *q = t->Q + (size_t)b * t->stride;
+    float base = t->mean;
+    if (t->bu)
+        base += t->bu[u] + t->bb[b];
+    float e = t->k->sgd_mf(p, q, t->stride, base, r, lr, t->o.reg);
+    if (t->bu) {
+        float rb = t->o.reg_bias;
+        t->bu[u] += lr * (e - rb * t->bu[u]);
+        t->bb[b] += lr * (e - rb * t->bb[b]);
+    }
+    return e;
+}
+
+/* Lazy Adam on a scalar parameter (a bias). */
+static inline void br_adam_scalar(float *x, float *m, float *v, float g, const br_adam *a,
+                                  float c)
+{
+    *m = a->beta1 * *m + (1.0f - a->beta1) * g;
+    *v = a->beta2 * *v + (1.0f - a->beta2) * g * g;
+    *x -= c * *m / (sqrtf(*v) + a->eps);
+}
+
+/* Advances a row's step count (kept as beta1^t, beta2^t) and returns its
+ * bias-corrected step scale lr * sqrt(1 - beta2^t) / (1 - beta1^t). */
+static inline float br_adam_scale(float *pw, const br_adam *a)
+{
+    pw[0] *= a->beta1;
+    pw[1] *= a->beta2;
+    return a->lr * sqrtf(1.0f - pw[1]) / (1.0f - pw[0]);
+}
+
+static inline float br_step_adam(br_trainer *t, uint32_t u, uint32_t b, float r,
+                                 const br_adam *a)
+{
+    size_t ou = (size_t)u * t->stride, ob = (size_t)b * t->stride;
+    float base = t->mean;
+    if (t->bu)
+        base += t->bu[u] + t->bb[b];
+    float cu = br_adam_scale(t->powU + 2 * (size_t)u, a);
+    float cb = br_adam_scale(t->powB + 2 * (size_t)b, a);
+    float e = t->k->adam_mf(t->P + ou, t->Q + ob, t->mP + ou, t->vP + ou, t->mQ + ob,
+                            t->vQ + ob, t->stride, base, r, a, cu, cb);
+    if (t->bu) {
+        float rb = t->o.reg_bias;
+        br_adam_scalar(&t->bu[u], &t->mbu[u], &t->vbu[u], -e + rb * t->bu[u], a, cu);
+        br_adam_scalar(&t->bb[b], &t->mbb[b], &t->vbb[b], -e + rb * t->bb[b], a, cb);
+    }
+    return e;
+}
+
+/* 1 if book b is in the sorted list [v, v+n). */
+static inline int br_in_sorted(const uint32_t *v, size_t n, uint32_t b)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v[mid] < b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo] == b;
+}
+
+static inline float br_step_bpr(br_trainer *t, uint32_t u, uint32_t i, uint32_t j, float lr)
+{
+    float *p = t->P + (size_t)u * t->stride;
+    float *qi = t->Q + (size_t)i * t->stride, *qj = t->Q + (size_t)j * t->stride;
+    float bd = t->bb ? t->bb[i] - t->bb[j] : 0.0f;
+    float x = t->k->bpr_mf(p, qi, qj, t->stride, bd, lr, t->o.reg);
+    if (t->bb) {
+        float g = br_sigmoid_neg(x), rb = t->o.reg_bias;
+        t->bb[i] += lr * (g - rb * t->bb[i]);
+        t->bb[j] += lr * (-g - rb * t->bb[j]);
+    }
+    return x;
+}
+
+/* -log(sigmoid(x)), stable for large |x|. */
+static inline double br_softplus_neg(double x)
+{
+    return x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+}
+
+br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, double *loss,
+                        br_diag *diag)
+{
+    if (t->o.loss == BR_LOSS_BPR && !d->pos)
+        return br_fail(diag, BR_ERR_ARG, "BPR training needs the read-books CSR");
+    if (d->n > t->order_cap) {
+        uint32_t *o = realloc(t->order, d->n * sizeof *o);
+        if (!o)
+            return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+        t->order = o;
+        t->order_cap = d->n;
+    }
+    memcpy(t->order, d->idx, d->n * sizeof *t->order);
+    br_rng g;
+    br_rng_seed(&g, t->o.seed ^ (0x65706f6368ULL + epoch * 0x9e3779b97f4a7c15ULL));
+    br_rng_shuffle_u32(&g, t->order, d->n);
+
+    const br_ratings *r = d->r;
+    float lr = t->o.lr;
+    if (t->o.optim == BR_OPTIM_SGD)
+        lr = (float)(t->o.lr * pow(t->o.lr_decay, epoch));
+    br_adam a = {.lr = t->o.lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .reg = t->o.reg};
+    int nth = t->o.threads;
+    size_t n = d->n;
+    double total = 0;
+
+#pragma omp parallel num_threads(nth) reduction(+ : total)
+    {
+        int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        size_t lo = n * (size_t)tid / (size_t)T, hi = n * (size_t)(tid + 1) / (size_t)T;
+        br_rng tg;
+        br_rng_seed(&tg, t->o.seed ^ ((uint64_t)epoch << 32) ^ (uint64_t)(tid + 1) * 0x51ed27ULL);
+        double acc = 0;
+        if (t->o.loss == BR_LOSS_MSE) {
+            for (size_t i = lo; i < hi; i++) {
+                uint32_t k = t->order[i];
+                float e = t->o.optim == BR_OPTIM_SGD
+                              ? br_step_sgd(t, r->user[k], r->book[k], r->rating[k], lr)
+                              : br_step_adam(t, r->user[k], r->book[k], r->rating[k], &a);
+                acc += (double)e * e;
+            }
+        } else {
+            for (size_t i = lo; i < hi; i++) {
+                uint32_t k = t->order[i], u = r->user[k], b = r->book[k];
+                const uint32_t *seen = d->pos->col + d->pos->ptr[u];
+                size_t ns = d->pos->ptr[u + 1] - d->pos->ptr[u];
+                uint32_t j;
+                int tries = 0;
+                do {
+                    j = br_rng_below(&tg, t->n_books);
+                } while (br_in_sorted(seen, ns, j) && ++tries < 32);
+                acc += br_softplus_neg(br_step_bpr(t, u, b, j, lr));
+            }
+        }
+        total += acc;
+    }
+    *loss = n ? total / (double)n : 0.0;
+    if (!isfinite(*loss))
+        return br_fail(diag, BR_ERR_NUMERIC,
+                       "training diverged at epoch %u (loss is %s); lower --lr or raise --reg",
+                       epoch + 1, isnan(*loss) ? "NaN" : "infinite");
+    return BR_OK;
+}
+
+br_err br_trainer_snapshot(br_trainer *t)
+{
+    size_t nu = (size_t)t->n_users * t->stride, nb = (size_t)t->n_books * t->stride;
+    if (!t->sP) {
+        t->sP = br_falloc(nu);
+        t->sQ = br_falloc(nb);
+        if (t->bu) {
+            t->sbu = br_falloc(t->n_users);
+            t->sbb = br_falloc(t->n_books);
+        }
+        if (!t->sP || !t->sQ || (t->bu && (!t->sbu || !t->sbb)))
+            return BR_ERR_NOMEM;
+    }
+    memcpy(t->sP, t->P, nu * sizeof(float));
+    memcpy(t->sQ, t->Q, nb * sizeof(float));
+    if (t->bu) {
+        memcpy(t->sbu, t->bu, t->n_users * sizeof(float));
+        memcpy(t->sbb, t->bb, t->n_books * sizeof(float));
+    }
+    return BR_OK;
+}
+
+void br_trainer_restore(br_trainer *t)
+{
+    if (!t->sP)
+        return;
+    memcpy(t->P, t->sP, (size_t)t->n_users * t->stride * sizeof(float));
+    memcpy(t->Q, t->sQ, (size_t)t->n_books * t->stride * sizeof(float));
+    if (t->bu) {
+        memcpy(t->bu, t->sbu, t->n_users * sizeof(float));
+        memcpy(t->bb, t->sbb, t->n_books * sizeof(float));
+    }
+}
+
+void br_trainer_params(const br_trainer *t, br_params *out)
+{
+    out->kind = t->o.kind;
+    out->dim = t->o.dim;
+    out->stride = t->stride;
+    out->n_users = t->n_users;
+    out->n_books = t->n_books;
+    out->mean = t->mean;
+    out->P = t->P;
+    out->Q = t->Q;
+    out->bu = t->bu;
+    out->bb = t->bb;
+    out->clamp = t->o.loss == BR_LOSS_MSE;
+}
+
+float br_params_score(const br_params *p, uint32_t u, uint32_t b)
+{
+    float base = p->mean + (p->bu ? p->bu[u] + p->bb[b] : 0.0f);
+    return base + br_kernels_get()->dot(p->P + (size_t)u * p->stride,
+                                        p->Q + (size_t)b * p->stride, p->stride);
+}
+
+float br_trainer_predict(const br_trainer *t, uint32_t u, uint32_t b)
+{
+    br_params p;
+    br_trainer_params(t, &p);
+    float s = br_params_score(&p, u, b);
+    if (p.clamp)
+        s = s < 1.0f ? 1.0f : s > 5.0f ? 5.0f : s;
+    return s;
+}

@@ -1,0 +1,91 @@
+/*
+ * br_train.h - training of the factorisation models: parameters, optimiser
+ * state, and one Hogwild epoch at a time.
+ *
+ * A trainer owns the model's parameters (user and book embeddings in rows of
+ * `stride` floats, 64-byte aligned, zero padded; biases; the global mean) and
+ * the optimiser's state. br_trainer_epoch runs one pass over the training
+ * ratings in a freshly shuffled order: each OpenMP thread takes one
+ * contiguous slice of that order and updates rows without locks (Hogwild!).
+ * With one thread and a fixed seed, a run is bit-for-bit reproducible.
+ *
+ * Models: DOT (p_u . q_b), BIASED (mean + b_u + b_b + p_u . q_b).
+ * Losses: MSE on ratings; BPR on (rated book, sampled unrated book) pairs.
+ * Optimisers: SGD with a per-epoch decaying learning rate; lazy Adam with
+ * per-row step counts (only the rows a rating touches are updated).
+ */
+#ifndef BR_TRAIN_H
+#define BR_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "br_error.h"
+#include "br_model.h"
+#include "br_ratings.h"
+
+typedef struct br_train_opts {
+    br_model_kind kind;
+    br_loss_kind loss;
+    br_optim_kind optim;
+    uint32_t dim;        /* embedding width */
+    uint32_t epochs;     /* maximum epochs */
+    float lr;            /* initial learning rate */
+    float lr_decay;      /* SGD: lr at epoch e is lr * lr_decay^e */
+    float reg;           /* L2 on embeddings */
+    float reg_bias;      /* L2 on biases */
+    float init_std;      /* initial embeddings ~ N(0, init_std^2) */
+    uint64_t seed;
+    int threads;         /* Hogwild threads (>= 1) */
+} br_train_opts;
+
+/* The defaults for a model kind / loss / optimiser (the best measured
+ * settings; see README). Sets every field. */
+void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
+                       br_optim_kind optim);
+
+typedef struct br_trainer br_trainer;
+
+/* Training data: the ratings and the indices of those to train on. For BPR,
+ * `pos` is the CSR by user of every book known to be read by each user
+ * (never sampled as a negative). The trainer keeps pointers; they must
+ * outlive it. */
+typedef struct br_train_data {
+    const br_ratings *r;
+    const uint32_t *idx;    /* rating indices to train on */
+    size_t n;
+    const br_csr *pos;      /* BPR only */
+} br_train_data;
+
+br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_books,
+                         float mean, br_trainer **out, br_diag *diag);
+void br_trainer_free(br_trainer *t);   /* NULL ok */
+
+/* Runs epoch number `epoch` (0-based). *loss receives the mean training loss
+ * (squared error for MSE, -log sigmoid for BPR) measured during the pass.
+ * BR_ERR_NUMERIC if the loss or a parameter became NaN or infinite. */
+br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, double *loss,
+                        br_diag *diag);
+
+/* Keeps a copy of the current parameters / puts the copy back (early stopping). */
+br_err br_trainer_snapshot(br_trainer *t);
+void br_trainer_restore(br_trainer *t);
+
+/* Predicted score for internal user u and book b (for MSE models clamped to 1..5). */
+float br_trainer_predict(const br_trainer *t, uint32_t u, uint32_t b);
+
+/* A read-only view of the parameters, laid out as the model file wants. */
+typedef struct br_params {
+    br_model_kind kind;
+    uint32_t dim, stride, n_users, n_books;
+    float mean;
+    const float *P, *Q;       /* rows of stride floats */
+    const float *bu, *bb;     /* NULL for DOT */
+    int clamp;                /* 1: predictions are ratings, clamp to 1..5 */
+} br_params;
+
+void br_trainer_params(const br_trainer *t, br_params *out);
+
+/* Score of user u for book b from a parameter view (no clamping). */
+float br_params_score(const br_params *p, uint32_t u, uint32_t b);
+
+#endif
