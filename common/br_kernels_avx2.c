@@ -7,14 +7,25 @@
 
 #include <immintrin.h>
 
-/* ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), as br_hsum8 in the scalar file. */
+/* ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), as br_hsum8 in the scalar file. */
 static inline float br_hsum8_avx2(__m256 v)
 {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    __m128 a = _mm_add_ps(lo, hi);                 /* a0..a3 */
-    __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* a0+a2, a1+a3 */
-    __m128 c = _mm_add_ss(b, _mm_movehdup_ps(b));  /* (a0+a2)+(a1+a3) */
-    return _mm_cvtss_f32(c);
+    __m256 h = _mm256_hadd_ps(v, v);   /* l0+l1, l2+l3, .. | l4+l5, l6+l7, .. */
+    h = _mm256_hadd_ps(h, h);          /* (l0+l1)+(l2+l3) .. | (l4+l5)+(l6+l7) .. */
+    __m128 s = _mm_add_ss(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* Eight horizontal sums at once, each with the same tree as br_hsum8_avx2:
+ * lane j of the result is the sum of the lanes of a[j]. */
+static inline __m256 br_hsum8x8_avx2(const __m256 a[8])
+{
+    __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+    __m256 lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+    __m256 hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+    return _mm256_add_ps(lo, hi);
 }
 
 static inline __m256 br_dot_acc(const float *a, const float *b, size_t n)
@@ -103,7 +114,25 @@ static float br_bpr_mf_avx2(float *p, float *qi, float *qj, size_t n, float base
 static void br_score_avx2(const float *u, const float *Q, size_t n_books, size_t stride,
                           const float *bias, float add, float *out)
 {
-    for (size_t b = 0; b < n_books; b++) {
+    size_t b = 0;
+    __m256 vadd = _mm256_set1_ps(add);
+    /* Eight books at a time: one accumulator per book, then one transposed
+     * reduction instead of eight horizontal sums. */
+    for (; b + 8 <= n_books; b += 8) {
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_setzero_ps();
+        const float *q = Q + b * stride;
+        for (size_t i = 0; i < stride; i += 8) {
+            __m256 x = _mm256_loadu_ps(u + i);
+            for (int j = 0; j < 8; j++)
+                acc[j] = _mm256_fmadd_ps(x, _mm256_loadu_ps(q + j * stride + i), acc[j]);
+        }
+        __m256 s = br_hsum8x8_avx2(acc);
+        __m256 base = bias ? _mm256_add_ps(vadd, _mm256_loadu_ps(bias + b)) : vadd;
+        _mm256_storeu_ps(out + b, _mm256_add_ps(base, s));
+    }
+    for (; b < n_books; b++) {
         float s = br_hsum8_avx2(br_dot_acc(u, Q + b * stride, stride));
         out[b] = (add + (bias ? bias[b] : 0.0f)) + s;
     }

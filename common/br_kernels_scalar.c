@@ -10,11 +10,10 @@
 
 #include <math.h>
 
-/* The AVX2 horizontal sum's tree: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). */
+/* The AVX2 horizontal sum's tree: ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)). */
 static inline float br_hsum8(const float l[8])
 {
-    float a0 = l[0] + l[4], a1 = l[1] + l[5], a2 = l[2] + l[6], a3 = l[3] + l[7];
-    return (a0 + a2) + (a1 + a3);
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
 static float br_dot_scalar(const float *a, const float *b, size_t n)

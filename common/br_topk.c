@@ -37,27 +37,52 @@ static void br_sift_up(br_scored *h, size_t i)
     }
 }
 
+/* Offers scores[lo..hi) to the heap. Once the heap is full, a score below
+ * the root's is rejected with one comparison (NaN and ties take the slow,
+ * exact path). */
+static size_t br_topk_range(const float *scores, size_t lo, size_t hi, size_t k, br_scored *h,
+                            size_t m)
+{
+    size_t i = lo;
+    for (; i < hi && m < k; i++) {
+        h[m] = (br_scored){scores[i], (uint32_t)i};
+        br_sift_up(h, m);
+        m++;
+    }
+    float thr = m ? h[0].score : 0.0f;
+    for (; i < hi; i++) {
+        float s = scores[i];
+        if (s < thr)
+            continue;
+        br_scored c = {s, (uint32_t)i};
+        if (br_scored_before(c, h[0])) {
+            h[0] = c;
+            br_sift_down(h, m, 0);
+            thr = h[0].score;
+        }
+    }
+    return m;
+}
+
 size_t br_topk(const float *scores, size_t n, const uint32_t *exclude, size_t n_ex, size_t k,
                br_scored *out)
 {
     if (k == 0)
         return 0;
-    size_t m = 0, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        while (e < n_ex && exclude[e] < i)
-            e++;
-        if (e < n_ex && exclude[e] == i)
+    size_t m = 0, start = 0;
+    /* Runs between excluded indices (ascending; duplicates and out-of-range
+     * entries are harmless). */
+    for (size_t e = 0; e < n_ex && start < n; e++) {
+        size_t x = exclude[e];
+        if (x < start)
             continue;
-        br_scored c = {scores[i], (uint32_t)i};
-        if (m < k) {
-            out[m] = c;
-            br_sift_up(out, m);
-            m++;
-        } else if (br_scored_before(c, out[0])) {
-            out[0] = c;
-            br_sift_down(out, m, 0);
-        }
+        if (x >= n)
+            break;
+        m = br_topk_range(scores, start, x, k, out, m);
+        start = x + 1;
     }
+    if (start < n)
+        m = br_topk_range(scores, start, n, k, out, m);
     /* Heap sort in place: repeatedly move the worst to the end. */
     for (size_t end = m; end > 1; end--) {
         br_scored t = out[0];

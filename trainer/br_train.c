@@ -16,6 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One training rating, packed so that an epoch streams through memory in
+ * order and only the embedding rows are random accesses. */
+typedef struct br_triplet {
+    uint32_t user, book;
+    float rating;
+} br_triplet;
+
 struct br_trainer {
     br_train_opts o;
     uint32_t n_users, n_books, stride;
@@ -25,8 +32,10 @@ struct br_trainer {
     float *mbu, *vbu, *mbb, *vbb;
     float *powU, *powB;                     /* Adam: beta1^t, beta2^t per row (2 floats) */
     float *sP, *sQ, *sbu, *sbb;             /* snapshot */
-    uint32_t *order;                        /* shuffled training order */
-    size_t order_cap;
+    br_triplet *data, *tmp;                 /* training ratings, reshuffled every epoch */
+    size_t n_data;
+    const uint32_t *data_src;               /* the idx array data was built from */
+    br_rng shuf;                            /* shuffle stream, continues across epochs */
     const br_kernels *k;
 };
 
@@ -70,7 +79,8 @@ void br_trainer_free(br_trainer *t)
                     t->mbb, t->vbb, t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb};
     for (size_t i = 0; i < sizeof arr / sizeof *arr; i++)
         free(arr[i]);
-    free(t->order);
+    free(t->data);
+    free(t->tmp);
     free(t);
 }
 
@@ -238,24 +248,79 @@ static inline double br_softplus_neg(double x)
     return x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
 }
 
+/* Uniform shuffle in cache-friendly passes: scatter every element to a
+ * random bucket (sequential writes into each bucket), then Fisher-Yates
+ * inside each bucket, which fits in cache. A uniform bucket choice followed by
+ * a uniform shuffle of each bucket is a uniform permutation. */
+static void br_shuffle_triplets(br_triplet *v, br_triplet *tmp, size_t n, br_rng *g)
+{
+    enum { NB = 256 };
+    size_t cnt[NB + 1] = {0};
+    uint8_t *bk = (uint8_t *)malloc(n ? n : 1);
+    if (!bk) {   /* no scratch: plain Fisher-Yates, slower but still uniform */
+        for (size_t i = n; i > 1; i--) {
+            size_t j = (size_t)(br_rng_uniform(g) * (double)i);
+            br_triplet x = v[i - 1];
+            v[i - 1] = v[j];
+            v[j] = x;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bk[i] = (uint8_t)(br_rng_next(g) >> 56);
+        cnt[bk[i] + 1]++;
+    }
+    for (int b = 0; b < NB; b++)
+        cnt[b + 1] += cnt[b];
+    size_t pos[NB];
+    memcpy(pos, cnt, sizeof pos);
+    for (size_t i = 0; i < n; i++)
+        tmp[pos[bk[i]]++] = v[i];
+    free(bk);
+    for (int b = 0; b < NB; b++) {
+        br_triplet *s = tmp + cnt[b];
+        size_t m = cnt[b + 1] - cnt[b];
+        for (size_t i = m; i > 1; i--) {
+            size_t j = br_rng_below(g, (uint32_t)i);
+            br_triplet x = s[i - 1];
+            s[i - 1] = s[j];
+            s[j] = x;
+        }
+    }
+    memcpy(v, tmp, n * sizeof *v);
+}
+
+/* Builds the packed training array on first use, then reshuffles it. */
+static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t epoch,
+                                 br_diag *diag)
+{
+    if (!t->data || t->n_data != d->n || t->data_src != d->idx || epoch == 0) {
+        free(t->data);
+        free(t->tmp);
+        t->data = malloc((d->n ? d->n : 1) * sizeof *t->data);
+        t->tmp = malloc((d->n ? d->n : 1) * sizeof *t->tmp);
+        if (!t->data || !t->tmp)
+            return br_fail(diag, BR_ERR_NOMEM, "out of memory for %zu training ratings", d->n);
+        for (size_t i = 0; i < d->n; i++) {
+            uint32_t k = d->idx[i];
+            t->data[i] = (br_triplet){d->r->user[k], d->r->book[k], d->r->rating[k]};
+        }
+        t->n_data = d->n;
+        t->data_src = d->idx;
+        br_rng_seed(&t->shuf, t->o.seed ^ 0x6f72646572ULL);
+    }
+    br_shuffle_triplets(t->data, t->tmp, t->n_data, &t->shuf);
+    return BR_OK;
+}
+
 br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, double *loss,
                         br_diag *diag)
 {
     if (t->o.loss == BR_LOSS_BPR && !d->pos)
         return br_fail(diag, BR_ERR_ARG, "BPR training needs the read-books CSR");
-    if (d->n > t->order_cap) {
-        uint32_t *o = realloc(t->order, d->n * sizeof *o);
-        if (!o)
-            return br_fail(diag, BR_ERR_NOMEM, "out of memory");
-        t->order = o;
-        t->order_cap = d->n;
-    }
-    memcpy(t->order, d->idx, d->n * sizeof *t->order);
-    br_rng g;
-    br_rng_seed(&g, t->o.seed ^ (0x65706f6368ULL + epoch * 0x9e3779b97f4a7c15ULL));
-    br_rng_shuffle_u32(&g, t->order, d->n);
-
-    const br_ratings *r = d->r;
+    br_err e = br_trainer_prepare(t, d, epoch, diag);
+    if (e)
+        return e;
     float lr = t->o.lr;
     if (t->o.optim == BR_OPTIM_SGD)
         lr = (float)(t->o.lr * pow(t->o.lr_decay, epoch));
@@ -273,15 +338,15 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         double acc = 0;
         if (t->o.loss == BR_LOSS_MSE) {
             for (size_t i = lo; i < hi; i++) {
-                uint32_t k = t->order[i];
-                float e = t->o.optim == BR_OPTIM_SGD
-                              ? br_step_sgd(t, r->user[k], r->book[k], r->rating[k], lr)
-                              : br_step_adam(t, r->user[k], r->book[k], r->rating[k], &a);
-                acc += (double)e * e;
+                const br_triplet *x = &t->data[i];
+                float err = t->o.optim == BR_OPTIM_SGD
+                                ? br_step_sgd(t, x->user, x->book, x->rating, lr)
+                                : br_step_adam(t, x->user, x->book, x->rating, &a);
+                acc += (double)err * err;
             }
         } else {
             for (size_t i = lo; i < hi; i++) {
-                uint32_t k = t->order[i], u = r->user[k], b = r->book[k];
+                uint32_t u = t->data[i].user, b = t->data[i].book;
                 const uint32_t *seen = d->pos->col + d->pos->ptr[u];
                 size_t ns = d->pos->ptr[u + 1] - d->pos->ptr[u];
                 uint32_t j;

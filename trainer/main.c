@@ -1,0 +1,576 @@
+/*
+ * bookrec-train - learns reader and book embeddings from goodbooks-10k
+ * ratings, reports held-out figures, and writes one model file.
+ *
+ * This file only parses options, calls the libraries (common/, trainer/)
+ * and talks to the user; see README.md for the flags and the defaults.
+ */
+#include "br_books.h"
+#include "br_data.h"
+#include "br_eval.h"
+#include "br_io.h"
+#include "br_model.h"
+#include "br_opt.h"
+#include "br_progress.h"
+#include "br_ratings.h"
+#include "br_train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "bookrec-train"
+
+typedef struct cli {
+    const char *data, *ratings, *books, *tags, *test, *out, *metrics;
+    const char *model, *loss, *optim;
+    int threads, quiet, verbose, help, version, skip_bad;
+    unsigned dim, epochs, patience, topk;
+    float lr, reg, reg_bias, lr_decay, init_std;
+    double holdout, valid;
+    uint64_t seed;
+} cli;
+
+static int g_quiet;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    if (g_quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+static int die(br_err e, const br_diag *d)
+{
+    fprintf(stderr, PROG ": error: %s\n", br_diag_text(d, e));
+    return e == BR_ERR_ARG ? 2 : 1;
+}
+
+static int die_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die_msg(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG ": error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return code;
+}
+
+static int parse_choice(const char *v, const char *const *names, const int *values, int *out)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = values[i];
+            return 1;
+        }
+    return 0;
+}
+
+/* Marks as TEST every rating whose (user, book) pair is in `test`. */
+static size_t mark_test_pairs(const br_ratings *all, const br_ratings *test, uint8_t *fold)
+{
+    size_t marked = 0;
+    for (size_t i = 0; i < all->n; i++) {
+        int64_t tu = br_ratings_find_user(test, all->user_ids[all->user[i]]);
+        int64_t tb = br_ratings_find_book(test, all->book_ids[all->book[i]]);
+        if (tu < 0 || tb < 0)
+            continue;
+        for (uint64_t j = test->user_ptr[tu]; j < test->user_ptr[tu + 1]; j++)
+            if (test->book[j] == (uint32_t)tb) {
+                fold[i] = BR_FOLD_TEST;
+                marked++;
+                break;
+            }
+    }
+    return marked;
+}
+
+/* Loads training ratings, and the explicit test file if any, into one set. */
+static br_err load_ratings(const cli *c, const char *path, br_ratings **out, uint8_t **fold,
+                           size_t *n_test_rows, br_diag *d)
+{
+    br_load_opts lo = {.skip_bad = c->skip_bad};
+    br_ratings *tr = NULL, *te = NULL;
+    br_err e = br_ratings_load(path, &lo, &tr, d);
+    if (e)
+        return e;
+    if (tr->skipped)
+        say("warning: skipped %zu malformed rows of %s (first at line %zu: %s)\n", tr->skipped,
+            path, tr->first_bad_line, tr->first_bad);
+    if (!c->test) {
+        *out = tr;
+        *fold = calloc(tr->n, 1);
+        if (!*fold) {
+            br_ratings_free(tr);
+            return br_fail(d, BR_ERR_NOMEM, "out of memory");
+        }
+        return BR_OK;
+    }
+    e = br_ratings_load(c->test, &lo, &te, d);
+    if (e) {
+        br_ratings_free(tr);
+        return e;
+    }
+    /* Union of both, then mark the pairs the test file holds. */
+    size_t n = tr->n + te->n;
+    uint32_t *u = malloc(n * sizeof *u), *b = malloc(n * sizeof *b);
+    float *v = malloc(n * sizeof *v);
+    br_ratings *all = NULL;
+    e = BR_ERR_NOMEM;
+    if (u && b && v) {
+        const br_ratings *parts[2] = {tr, te};
+        size_t k = 0;
+        for (int p = 0; p < 2; p++)
+            for (size_t i = 0; i < parts[p]->n; i++, k++) {
+                u[k] = parts[p]->user_ids[parts[p]->user[i]];
+                b[k] = parts[p]->book_ids[parts[p]->book[i]];
+                v[k] = parts[p]->rating[i];
+            }
+        e = br_ratings_build(u, b, v, n, &all, d);
+    } else {
+        br_fail(d, e, "out of memory");
+    }
+    free(u);
+    free(b);
+    free(v);
+    if (!e) {
+        *fold = calloc(all->n, 1);
+        if (!*fold) {
+            e = br_fail(d, BR_ERR_NOMEM, "out of memory");
+        } else {
+            *n_test_rows = mark_test_pairs(all, te, *fold);
+            all->rows = tr->rows + te->rows;
+            all->dup_rows = tr->dup_rows + te->dup_rows;
+            all->dup_pairs = tr->dup_pairs + te->dup_pairs;
+            all->user_first = tr->user_first;
+        }
+    }
+    br_ratings_free(tr);
+    br_ratings_free(te);
+    if (e) {
+        br_ratings_free(all);
+        return e;
+    }
+    *out = all;
+    return BR_OK;
+}
+
+static void json_metrics(FILE *f, const char *name, const br_rank_metrics *m, int last)
+{
+    fprintf(f,
+            "    \"%s\": {\"k\": %u, \"users\": %zu, \"recall\": %.6f, \"ndcg\": %.6f, "
+            "\"hr\": %.6f, \"map\": %.6f, \"coverage\": %.6f}%s\n",
+            name, m->k, m->users, m->recall, m->ndcg, m->hr, m->map, m->coverage,
+            last ? "" : ",");
+}
+
+static void json_num(FILE *f, const char *key, double v, int comma)
+{
+    if (isfinite(v))
+        fprintf(f, "  \"%s\": %.6g%s\n", key, v, comma ? "," : "");
+    else
+        fprintf(f, "  \"%s\": null%s\n", key, comma ? "," : "");
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {0};
+    c.threads = omp_get_num_procs();
+    c.out = "bookrec.model";
+    c.model = "biased";
+    c.loss = "mse";
+    c.optim = "sgd";
+    c.holdout = 0.2;
+    c.valid = 0.05;
+    c.topk = 10;
+    c.seed = 42;
+    c.patience = 3;
+    /* Sentinels: 0 / NaN mean "the default for the chosen model". */
+    c.lr = c.reg = c.reg_bias = c.lr_decay = c.init_std = NAN;
+
+    const br_opt opts[] = {
+        {0, NULL, BR_OPT_GROUP, NULL, NULL, "Input:"},
+        {0, "data", BR_OPT_STR, &c.data, "DIR", "goodbooks-10k folder (else $BOOKREC_DATA, ./data, ../shared/data/goodbooks-10k)"},
+        {0, "ratings", BR_OPT_STR, &c.ratings, "FILE", "ratings CSV (.csv or .csv.gz) instead of DIR/ratings.csv.gz"},
+        {0, "books", BR_OPT_STR, &c.books, "FILE", "books.csv for titles (default: DIR/books.csv if present)"},
+        {0, "tags", BR_OPT_STR, &c.tags, "FILE", "book_tags.csv(.gz) for genres (tags.csv beside it)"},
+        {0, "test", BR_OPT_STR, &c.test, "FILE", "explicit held-out ratings file (no internal split)"},
+        {0, "holdout", BR_OPT_DOUBLE, &c.holdout, "F", "fraction of ratings held out for test figures (default 0.2; 0 = train on all)"},
+        {0, "skip-bad", BR_OPT_FLAG, &c.skip_bad, NULL, "skip malformed CSV rows (counted) instead of failing"},
+        {0, NULL, BR_OPT_GROUP, NULL, NULL, "Model:"},
+        {0, "model", BR_OPT_STR, &c.model, "KIND", "dot | biased (default biased)"},
+        {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "mse (ratings) | bpr (ranking) (default mse)"},
+        {0, "optim", BR_OPT_STR, &c.optim, "OPT", "sgd | adam (default sgd)"},
+        {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 32; dot model: 5)"},
+        {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs"},
+        {0, "lr", BR_OPT_FLOAT, &c.lr, "X", "learning rate"},
+        {0, "lr-decay", BR_OPT_FLOAT, &c.lr_decay, "X", "SGD: learning rate multiplier per epoch"},
+        {0, "reg", BR_OPT_FLOAT, &c.reg, "X", "L2 regularisation of embeddings"},
+        {0, "reg-bias", BR_OPT_FLOAT, &c.reg_bias, "X", "L2 regularisation of biases"},
+        {0, "init-std", BR_OPT_FLOAT, &c.init_std, "X", "standard deviation of initial embeddings"},
+        {0, "seed", BR_OPT_U64, &c.seed, "N", "random seed for init, split and order (default 42)"},
+        {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (0 = off; default 3)"},
+        {0, "valid", BR_OPT_DOUBLE, &c.valid, "F", "fraction of training ratings used for early stopping (default 0.05)"},
+        {0, NULL, BR_OPT_GROUP, NULL, NULL, "Output:"},
+        {'o', "output", BR_OPT_STR, &c.out, "FILE", "model file to write (default ./bookrec.model)"},
+        {0, "metrics", BR_OPT_STR, &c.metrics, "FILE", "write every figure of the run as JSON"},
+        {0, "top", BR_OPT_UINT, &c.topk, "K", "k of the ranking figures (default 10)"},
+        {'j', "threads", BR_OPT_INT, &c.threads, "N", "training threads (default: all cores)"},
+        {'q', "quiet", BR_OPT_FLAG, &c.quiet, NULL, "no progress output"},
+        {'v', "verbose", BR_OPT_FLAG, &c.verbose, NULL, "more detail"},
+        {'h', "help", BR_OPT_FLAG, &c.help, NULL, "show this help"},
+        {0, "version", BR_OPT_FLAG, &c.version, NULL, "show the version"},
+        {0, NULL, 0, NULL, NULL, NULL},
+    };
+    br_diag d;
+    br_diag_clear(&d);
+    int npos = 0;
+    br_err e = br_opt_parse(opts, argc, argv, &npos, &d);
+    if (e)
+        return die(e, &d);
+    if (c.help) {
+        br_opt_usage(stdout, PROG " [options]", opts);
+        return 0;
+    }
+    if (c.version) {
+        printf(PROG " %s\n", BOOKREC_VERSION);
+        return 0;
+    }
+    if (npos > 0)
+        return die_msg(2, "unexpected argument '%s' (see --help)", argv[1]);
+    g_quiet = c.quiet;
+
+    static const char *const kinds[] = {"dot", "biased", "mlp", NULL};
+    static const int kindv[] = {BR_MODEL_DOT, BR_MODEL_BIASED, BR_MODEL_MLP};
+    static const char *const losses[] = {"mse", "bpr", NULL};
+    static const int lossv[] = {BR_LOSS_MSE, BR_LOSS_BPR};
+    static const char *const optims[] = {"sgd", "adam", NULL};
+    static const int optimv[] = {BR_OPTIM_SGD, BR_OPTIM_ADAM};
+    int kind, loss, optim;
+    if (!parse_choice(c.model, kinds, kindv, &kind))
+        return die_msg(2, "--model must be dot or biased, not '%s'", c.model);
+    if (kind == BR_MODEL_MLP)
+        return die_msg(2, "--model mlp is not available in this version (use dot or biased)");
+    if (!parse_choice(c.loss, losses, lossv, &loss))
+        return die_msg(2, "--loss must be mse or bpr, not '%s'", c.loss);
+    if (!parse_choice(c.optim, optims, optimv, &optim))
+        return die_msg(2, "--optim must be sgd or adam, not '%s'", c.optim);
+    if (c.threads < 1)
+        return die_msg(2, "-j must be at least 1");
+    if (!(c.holdout >= 0 && c.holdout < 1))
+        return die_msg(2, "--holdout must be in [0, 1), not %g", c.holdout);
+    if (!(c.valid >= 0 && c.valid < 1))
+        return die_msg(2, "--valid must be in [0, 1), not %g", c.valid);
+    if (c.topk == 0)
+        return die_msg(2, "--top must be at least 1");
+
+    br_train_opts to;
+    br_train_defaults(&to, (br_model_kind)kind, (br_loss_kind)loss, (br_optim_kind)optim);
+    if (kind == BR_MODEL_DOT && loss == BR_LOSS_MSE)
+        to.dim = 5;   /* the seed tutorial's network */
+    if (c.dim)
+        to.dim = c.dim;
+    if (c.epochs)
+        to.epochs = c.epochs;
+    if (!isnan(c.lr))
+        to.lr = c.lr;
+    if (!isnan(c.reg))
+        to.reg = c.reg;
+    if (!isnan(c.reg_bias))
+        to.reg_bias = c.reg_bias;
+    if (!isnan(c.lr_decay))
+        to.lr_decay = c.lr_decay;
+    if (!isnan(c.init_std))
+        to.init_std = c.init_std;
+    to.seed = c.seed;
+    to.threads = c.threads;
+
+    /* ---- data ---- */
+    double t0 = br_now();
+    char dir[4096] = "", rpath[4200], bpath[4200] = "", tpath[4200] = "", tnpath[4200] = "";
+    if (!c.ratings) {
+        e = br_data_find(c.data, dir, sizeof dir, &d);
+        if (e)
+            return die(e, &d);
+        br_data_file(dir, "ratings", rpath, sizeof rpath);
+    } else {
+        snprintf(rpath, sizeof rpath, "%s", c.ratings);
+        if (c.data)
+            snprintf(dir, sizeof dir, "%s", c.data);
+    }
+    if (c.books)
+        snprintf(bpath, sizeof bpath, "%s", c.books);
+    else if (dir[0] && br_data_file(dir, "books", bpath, sizeof bpath) != BR_OK)
+        bpath[0] = '\0';
+    if (c.tags) {
+        snprintf(tpath, sizeof tpath, "%s", c.tags);
+    } else if (dir[0] && br_data_file(dir, "book_tags", tpath, sizeof tpath) != BR_OK) {
+        tpath[0] = '\0';
+    }
+    if (tpath[0]) {
+        /* tags.csv lives beside book_tags.csv */
+        snprintf(tnpath, sizeof tnpath, "%s", tpath);
+        char *slash = strrchr(tnpath, '/');
+        size_t base = slash ? (size_t)(slash - tnpath + 1) : 0;
+        snprintf(tnpath + base, sizeof tnpath - base, "tags.csv");
+        if (!br_file_exists(tnpath)) {
+            snprintf(tnpath + base, sizeof tnpath - base, "tags.csv.gz");
+            if (!br_file_exists(tnpath))
+                tpath[0] = '\0';
+        }
+    }
+
+    br_ratings *r = NULL;
+    uint8_t *fold = NULL;
+    size_t n_test_rows = 0;
+    e = load_ratings(&c, rpath, &r, &fold, &n_test_rows, &d);
+    if (e)
+        return die(e, &d);
+    char b1[32], b2[32], b3[32], b4[32], b5[32], tb[32];
+    say("loaded %s: %s ratings, %s users, %s books (%s duplicate rows merged) in %s\n", rpath,
+        br_fmt_count(r->n, b1, sizeof b1), br_fmt_count(r->n_users, b2, sizeof b2),
+        br_fmt_count(r->n_books, b3, sizeof b3), br_fmt_count(r->dup_rows, b4, sizeof b4),
+        br_fmt_duration(br_now() - t0, tb, sizeof tb));
+
+    br_books *books = NULL;
+    if (bpath[0]) {
+        e = br_books_load(bpath, &books, &d);
+        if (e) {
+            br_ratings_free(r);
+            free(fold);
+            return die(e, &d);
+        }
+        if (tpath[0]) {
+            e = br_books_load_tags(books, tpath, tnpath, &d);
+            if (e) {
+                say("warning: no genres: %s\n", br_diag_text(&d, e));
+                br_diag_clear(&d);
+            }
+        }
+    }
+
+    /* ---- split ---- */
+    if (!c.test && c.holdout > 0)
+        br_split_random(r, c.holdout, c.seed, fold, BR_FOLD_TEST);
+    int early = c.patience > 0 && c.valid > 0;
+    if (early)
+        br_split_random(r, c.valid, c.seed + 1, fold, BR_FOLD_VALID);
+    size_t n_train = 0, n_test = 0, n_valid = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        n_train += fold[i] == BR_FOLD_TRAIN;
+        n_test += fold[i] == BR_FOLD_TEST;
+        n_valid += fold[i] == BR_FOLD_VALID;
+    }
+    uint32_t *idx = malloc((n_train ? n_train : 1) * sizeof *idx);
+    br_csr known = {0}, test_csr = {0};
+    int rc = 1;
+    br_trainer *tr = NULL;
+    if (!idx) {
+        e = br_fail(&d, BR_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0, k = 0; i < r->n; i++)
+        if (fold[i] == BR_FOLD_TRAIN)
+            idx[k++] = (uint32_t)i;
+    if (n_train == 0) {
+        e = br_fail(&d, BR_ERR_EMPTY, "no training ratings left after the split");
+        goto done;
+    }
+    e = br_csr_by_user_mask(r, fold, BR_FOLD_MASK(BR_FOLD_TRAIN) | BR_FOLD_MASK(BR_FOLD_VALID),
+                            &known, &d);
+    if (!e)
+        e = br_csr_by_user(r, fold, BR_FOLD_TEST, &test_csr, &d);
+    if (e)
+        goto done;
+    say("split: %s train, %s validation, %s test (seed %llu)\n",
+        br_fmt_count(n_train, b1, sizeof b1), br_fmt_count(n_valid, b2, sizeof b2),
+        br_fmt_count(n_test, b3, sizeof b3), (unsigned long long)c.seed);
+
+    /* Mean of the training ratings only. */
+    double sum = 0;
+    for (size_t i = 0; i < n_train; i++)
+        sum += r->rating[idx[i]];
+    float mean = (float)(sum / (double)n_train);
+
+    e = br_trainer_create(&to, r->n_users, r->n_books, mean, &tr, &d);
+    if (e)
+        goto done;
+    say("training %s model, %s loss, %s, dim %u, up to %u epochs, %d thread%s\n", c.model,
+        c.loss, c.optim, to.dim, to.epochs, to.threads, to.threads == 1 ? "" : "s");
+
+    br_train_data td = {.r = r, .idx = idx, .n = n_train, .pos = &known};
+    br_params prm;
+    double best = INFINITY, train_time = 0, loss_v = 0;
+    uint32_t best_epoch = 0, since = 0, ran = 0;
+    double test_rmse = NAN, test_mae = NAN;
+    int tty = br_isatty(stderr);
+    for (uint32_t ep = 0; ep < to.epochs; ep++) {
+        double te0 = br_now();
+        e = br_trainer_epoch(tr, &td, ep, &loss_v, &d);
+        double dt = br_now() - te0;
+        train_time += dt;
+        ran = ep + 1;
+        if (e)
+            goto done;
+        br_trainer_params(tr, &prm);
+        double vmetric = NAN, rm = NAN, ma = NAN;
+        if (loss == BR_LOSS_MSE) {
+            if (n_test)
+                br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, &rm, &ma, NULL);
+            if (early) {
+                double vm;
+                br_eval_rmse(&prm, r, fold, BR_FOLD_VALID, &vmetric, &vm, NULL);
+            }
+        } else if (early) {
+            vmetric = br_eval_bpr_loss(&prm, r, fold, BR_FOLD_VALID, &known, c.seed);
+        }
+        double eta = train_time / ran * (to.epochs - ran);
+        char el[32], et[32], line[256];
+        int n = snprintf(line, sizeof line, "epoch %3u/%u  loss %.4f", ran, to.epochs, loss_v);
+        if (isfinite(rm))
+            n += snprintf(line + n, sizeof line - (size_t)n, "  test RMSE %.4f MAE %.4f", rm, ma);
+        if (early)
+            n += snprintf(line + n, sizeof line - (size_t)n, "  valid %.4f", vmetric);
+        snprintf(line + n, sizeof line - (size_t)n, "  %.1f M ratings/s  elapsed %s  ETA %s",
+                 n_train / dt / 1e6, br_fmt_duration(br_now() - t0, el, sizeof el),
+                 br_fmt_duration(eta, et, sizeof et));
+        say("%s%s", line, tty && !c.verbose ? "\033[K\r" : "\n");
+        if (early) {
+            if (vmetric < best - 1e-5) {
+                best = vmetric;
+                best_epoch = ran;
+                since = 0;
+                test_rmse = rm;
+                test_mae = ma;
+                e = br_trainer_snapshot(tr);
+                if (e) {
+                    br_fail(&d, e, "out of memory");
+                    goto done;
+                }
+            } else if (++since >= c.patience) {
+                break;
+            }
+        } else {
+            best_epoch = ran;
+            test_rmse = rm;
+            test_mae = ma;
+        }
+    }
+    if (tty && !c.verbose)
+        say("\n");
+    if (early && best_epoch && best_epoch != ran) {
+        br_trainer_restore(tr);
+        say("early stop: kept epoch %u (validation %.4f)\n", best_epoch, best);
+    }
+    br_trainer_params(tr, &prm);
+    if (isfinite(test_rmse))
+        say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
+            br_fmt_count(n_test, b5, sizeof b5));
+
+    br_rank_metrics rk = {0}, pop = {0};
+    if (n_test) {
+        double r0 = br_now();
+        e = br_eval_ranking(&prm, &known, &test_csr, c.topk, c.threads, &rk, &d);
+        if (!e)
+            e = br_eval_popularity(&known, &test_csr, r->n_books, c.topk, c.threads, &pop, &d);
+        if (e)
+            goto done;
+        say("ranking @%u over %zu users (%s):\n", c.topk, rk.users,
+            br_fmt_duration(br_now() - r0, tb, sizeof tb));
+        say("  %-11s recall %.4f  ndcg %.4f  hr %.4f  map %.4f  coverage %.4f\n", "model",
+            rk.recall, rk.ndcg, rk.hr, rk.map, rk.coverage);
+        say("  %-11s recall %.4f  ndcg %.4f  hr %.4f  map %.4f  coverage %.4f\n", "popularity",
+            pop.recall, pop.ndcg, pop.hr, pop.map, pop.coverage);
+    }
+
+    /* ---- model file: every rating the user gave counts as read ---- */
+    {
+        br_model_data md;
+        memset(&md, 0, sizeof md);
+        md.meta.kind = (uint32_t)kind;
+        md.meta.loss = (uint32_t)loss;
+        md.meta.optim = (uint32_t)optim;
+        md.meta.dim = to.dim;
+        md.meta.n_users = r->n_users;
+        md.meta.n_books = r->n_books;
+        md.meta.epochs = best_epoch;
+        md.meta.seed = c.seed;
+        md.meta.n_train = n_train;
+        md.meta.data_fingerprint = r->fingerprint;
+        md.meta.created_unix = (int64_t)time(NULL);
+        md.meta.global_mean = prm.mean;
+        md.meta.lr = to.lr;
+        md.meta.reg = to.reg;
+        md.meta.reg_bias = to.reg_bias;
+        md.meta.test_rmse = (float)test_rmse;
+        md.meta.test_mae = (float)test_mae;
+        md.user_vecs = prm.P;
+        md.book_vecs = prm.Q;
+        md.src_stride = prm.stride;
+        md.user_bias = prm.bu;
+        md.book_bias = prm.bb;
+        md.user_ids = r->user_ids;
+        md.book_ids = r->book_ids;
+        md.read_ptr = r->user_ptr;
+        md.read_idx = r->book;
+        md.books = books;
+        e = br_model_save(&md, c.out, &d);
+        if (e)
+            goto done;
+        say("wrote %s (%s total)\n", c.out, br_fmt_duration(br_now() - t0, tb, sizeof tb));
+    }
+
+    if (c.metrics) {
+        br_atomic *a = NULL;
+        e = br_atomic_open(c.metrics, &a, &d);
+        if (e)
+            goto done;
+        FILE *f = br_atomic_file(a);
+        fprintf(f, "{\n  \"model\": \"%s\", \"loss\": \"%s\", \"optim\": \"%s\",\n", c.model,
+                c.loss, c.optim);
+        fprintf(f, "  \"dim\": %u, \"epochs_run\": %u, \"best_epoch\": %u, \"threads\": %d,\n",
+                to.dim, ran, best_epoch, to.threads);
+        fprintf(f, "  \"lr\": %g, \"reg\": %g, \"reg_bias\": %g, \"lr_decay\": %g, \"seed\": %llu,\n",
+                to.lr, to.reg, to.reg_bias, to.lr_decay, (unsigned long long)c.seed);
+        fprintf(f, "  \"ratings\": %zu, \"users\": %u, \"books\": %u, \"duplicate_rows\": %zu,\n",
+                r->n, r->n_users, r->n_books, r->dup_rows);
+        fprintf(f, "  \"train\": %zu, \"valid\": %zu, \"test\": %zu,\n", n_train, n_valid, n_test);
+        json_num(f, "test_rmse", test_rmse, 1);
+        json_num(f, "test_mae", test_mae, 1);
+        json_num(f, "final_train_loss", loss_v, 1);
+        json_num(f, "train_seconds", train_time, 1);
+        json_num(f, "ratings_per_second", ran ? n_train * (double)ran / train_time : NAN, 1);
+        json_num(f, "total_seconds", br_now() - t0, 1);
+        fprintf(f, "  \"ranking\": {\n");
+        json_metrics(f, "model", &rk, 0);
+        json_metrics(f, "popularity", &pop, 1);
+        fprintf(f, "  }\n}\n");
+        e = br_atomic_commit(a, &d);
+        if (e)
+            goto done;
+    }
+    rc = 0;
+done:
+    if (rc && e)
+        rc = die(e, &d);
+    br_trainer_free(tr);
+    br_csr_free(&known);
+    br_csr_free(&test_csr);
+    free(idx);
+    free(fold);
+    br_books_free(books);
+    br_ratings_free(r);
+    return rc;
+}
