@@ -32,6 +32,7 @@
 
 #define BR_MODEL_VERSION 1         /* bumped only for structural change */
 #define BR_MODEL_ALIGN 64          /* section alignment in bytes */
+#define BR_MODEL_HEADER_SIZE 256   /* fixed header size in bytes (docs/FORMAT.md) */
 
 typedef enum br_model_kind {
     BR_MODEL_DOT = 1,      /* score = p_u . q_b (the seed tutorial's network) */
@@ -90,19 +91,32 @@ typedef struct br_model_data {
 } br_model_data;
 
 /* Writes a model atomically (temp file, fsync, rename, fsync of the folder).
- * On failure the old file at path, if any, is untouched. */
+ * On failure the old file at path, if any, is untouched and no temporary is
+ * left. The input is checked first (nothing is written if it fails):
+ * BR_ERR_ARG for unknown kind/loss/optim, dim 0, no users or books, missing
+ * arrays, ids not strictly ascending, a bad read_ptr or read books not
+ * strictly ascending; BR_ERR_RANGE for a read book index >= n_books;
+ * BR_ERR_NUMERIC for NaN/infinity in vectors, biases, global mean or MLP.
+ * The writer recomputes meta.stride, writes mlp_h1 = mlp_h2 = 0 unless
+ * kind == MLP, ignores arrays the kind does not use, and stores the current
+ * time if meta.created_unix is 0. Same input (created_unix set), same bytes. */
 br_err br_model_save(const br_model_data *d, const char *path, br_diag *diag);
 
-/* Same, into a malloc'd buffer (for tests and fuzzing). */
+/* Same, into a malloc'd buffer (for tests and fuzzing). The buffer is
+ * 64-byte aligned (so br_model_open_buffer uses it in place); free() it. */
 br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_diag *diag);
 
 typedef struct br_model br_model;   /* opaque handle to a validated model */
 
-/* Maps and validates a model file. */
+/* Maps and validates a model file (read-only, MAP_PRIVATE). Errors:
+ * BR_ERR_NOT_FOUND / BR_ERR_IO (with strerror), BR_ERR_MODEL_MAGIC,
+ * _TRUNCATED, _ENDIAN, _VERSION, _CHECKSUM, and BR_ERR_MODEL_CORRUPT for any
+ * inconsistency; the diag message names the file and the cause. */
 br_err br_model_open(const char *path, br_model **out, br_diag *diag);
 
-/* Validates a model held in memory; the buffer must outlive the handle and
- * be 64-byte aligned for the SIMD kernels (copies it if it is not). */
+/* Validates a model held in memory, with the same checks. A 64-byte aligned
+ * buffer is used in place and must outlive the handle; any other buffer is
+ * copied into an aligned block owned by the handle. */
 br_err br_model_open_buffer(const void *buf, size_t len, br_model **out, br_diag *diag);
 
 void br_model_free(br_model *m);    /* NULL ok */
@@ -120,7 +134,8 @@ const float *br_model_mlp(const br_model *m);        /* NULL unless MLP */
 const uint32_t *br_model_user_ids(const br_model *m);/* external ids, ascending */
 const uint32_t *br_model_book_ids(const br_model *m);
 
-/* The books user u (internal index) rated in training, ascending internal indices. */
+/* The books user u (internal index) rated in training, ascending internal
+ * indices; NULL and *n = 0 if u >= n_users. */
 const uint32_t *br_model_user_read(const br_model *m, uint32_t u, size_t *n);
 
 /* External id -> internal index, or -1 if the model does not know it. */
@@ -128,11 +143,15 @@ int64_t br_model_find_user(const br_model *m, uint32_t user_id);
 int64_t br_model_find_book(const br_model *m, uint32_t book_id);
 
 /* Book metadata for internal book index b; strings point into the mapping
- * (never NULL: "" when the model was written without books). tags[] unused. */
+ * (never NULL: "" when the model was written without books, or for a book
+ * books.csv lacked; then year 0, avg_rating NAN). tags[] unused (NULL).
+ * b >= n_books gives that empty record with book_id 0. */
 void br_model_book_info(const br_model *m, uint32_t b, br_book *out);
 int br_model_has_book_info(const br_model *m);
 
-/* Fast 64-bit hash used for the model checksum and dataset fingerprints. */
+/* Fast 64-bit hash (4 lanes over 32-byte stripes, ~16 GB/s) used for the
+ * model checksum and dataset fingerprints. Its values are part of the file
+ * format (specified in docs/FORMAT.md, pinned by tests): never change it. */
 uint64_t br_hash64(const void *data, size_t len, uint64_t seed);
 
 #endif
