@@ -55,6 +55,7 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
     o->init_std = 0.1f;
     o->seed = 42;
     o->threads = 1;
+    o->neg = 1;
     if (loss == BR_LOSS_BPR) {
         o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.05f;
         o->reg = 0.005f;
@@ -102,6 +103,8 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
     t->o = *o;
     if (t->o.threads < 1)
         t->o.threads = 1;
+    if (t->o.neg < 1)
+        t->o.neg = 1;
     t->n_users = n_users;
     t->n_books = n_books;
     t->stride = br_model_stride(o->dim);
@@ -294,18 +297,24 @@ static void br_shuffle_triplets(br_triplet *v, br_triplet *tmp, size_t n, br_rng
 static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t epoch,
                                  br_diag *diag)
 {
-    if (!t->data || t->n_data != d->n || t->data_src != d->idx || epoch == 0) {
+    size_t extra = t->o.loss == BR_LOSS_BPR ? d->n_extra : 0, n = d->n + extra;
+    if (!t->data || t->n_data != n || t->data_src != d->idx || epoch == 0) {
         free(t->data);
         free(t->tmp);
-        t->data = malloc((d->n ? d->n : 1) * sizeof *t->data);
-        t->tmp = malloc((d->n ? d->n : 1) * sizeof *t->tmp);
+        t->data = malloc((n ? n : 1) * sizeof *t->data);
+        t->tmp = malloc((n ? n : 1) * sizeof *t->tmp);
         if (!t->data || !t->tmp)
-            return br_fail(diag, BR_ERR_NOMEM, "out of memory for %zu training ratings", d->n);
+            return br_fail(diag, BR_ERR_NOMEM, "out of memory for %zu training ratings", n);
         for (size_t i = 0; i < d->n; i++) {
             uint32_t k = d->idx[i];
             t->data[i] = (br_triplet){d->r->user[k], d->r->book[k], d->r->rating[k]};
         }
-        t->n_data = d->n;
+        for (size_t i = 0; i < extra; i++) {
+            if (d->extra_user[i] >= t->n_users || d->extra_book[i] >= t->n_books)
+                return br_fail(diag, BR_ERR_RANGE, "extra pair %zu is out of range", i);
+            t->data[d->n + i] = (br_triplet){d->extra_user[i], d->extra_book[i], 1.0f};
+        }
+        t->n_data = n;
         t->data_src = d->idx;
         br_rng_seed(&t->shuf, t->o.seed ^ 0x6f72646572ULL);
     }
@@ -326,7 +335,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         lr = (float)(t->o.lr * pow(t->o.lr_decay, epoch));
     br_adam a = {.lr = t->o.lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .reg = t->o.reg};
     int nth = t->o.threads;
-    size_t n = d->n;
+    size_t n = t->n_data;
     double total = 0;
 
 #pragma omp parallel num_threads(nth) reduction(+ : total)
@@ -349,12 +358,29 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                 uint32_t u = t->data[i].user, b = t->data[i].book;
                 const uint32_t *seen = d->pos->col + d->pos->ptr[u];
                 size_t ns = d->pos->ptr[u + 1] - d->pos->ptr[u];
-                uint32_t j;
-                int tries = 0;
-                do {
-                    j = br_rng_below(&tg, t->n_books);
-                } while (br_in_sorted(seen, ns, j) && ++tries < 32);
-                acc += br_softplus_neg(br_step_bpr(t, u, b, j, lr));
+                /* Dynamic negative sampling: of `neg` unread candidates,
+                 * train against the one the model ranks highest. */
+                uint32_t best = 0;
+                float best_s = -INFINITY;
+                const float *p = t->P + (size_t)u * t->stride;
+                for (uint32_t s = 0; s < t->o.neg; s++) {
+                    uint32_t j;
+                    int tries = 0;
+                    do {
+                        j = br_rng_below(&tg, t->n_books);
+                    } while (br_in_sorted(seen, ns, j) && ++tries < 32);
+                    if (t->o.neg == 1) {
+                        best = j;
+                        break;
+                    }
+                    float sj = t->k->dot(p, t->Q + (size_t)j * t->stride, t->stride) +
+                               (t->bb ? t->bb[j] : 0.0f);
+                    if (sj > best_s) {
+                        best_s = sj;
+                        best = j;
+                    }
+                }
+                acc += br_softplus_neg(br_step_bpr(t, u, b, best, lr));
             }
         }
         total += acc;

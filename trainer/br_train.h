@@ -36,6 +36,7 @@ typedef struct br_train_opts {
     float init_std;      /* initial embeddings ~ N(0, init_std^2) */
     uint64_t seed;
     int threads;         /* Hogwild threads (>= 1) */
+    uint32_t neg;        /* BPR: negatives sampled per positive; the highest scored is used */
 } br_train_opts;
 
 /* The defaults for a model kind / loss / optimiser (the best measured
@@ -54,6 +55,10 @@ typedef struct br_train_data {
     const uint32_t *idx;    /* rating indices to train on */
     size_t n;
     const br_csr *pos;      /* BPR only */
+    /* BPR only: extra positive (user, book) pairs in internal indices, such
+     * as books on a reader's to-read shelf; trained like rated books. */
+    const uint32_t *extra_user, *extra_book;
+    size_t n_extra;
 } br_train_data;
 
 br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_books,

@@ -28,10 +28,10 @@
 #define PROG "bookrec-train"
 
 typedef struct cli {
-    const char *data, *ratings, *books, *tags, *test, *out, *metrics;
+    const char *data, *ratings, *books, *tags, *test, *out, *metrics, *to_read;
     const char *model, *loss, *optim;
     int threads, quiet, verbose, help, version, skip_bad;
-    unsigned dim, epochs, patience, topk;
+    unsigned dim, epochs, patience, topk, neg;
     float lr, reg, reg_bias, lr_decay, init_std;
     double holdout, valid;
     uint64_t seed;
@@ -206,6 +206,7 @@ int main(int argc, char **argv)
         {0, "ratings", BR_OPT_STR, &c.ratings, "FILE", "ratings CSV (.csv or .csv.gz) instead of DIR/ratings.csv.gz"},
         {0, "books", BR_OPT_STR, &c.books, "FILE", "books.csv for titles (default: DIR/books.csv if present)"},
         {0, "tags", BR_OPT_STR, &c.tags, "FILE", "book_tags.csv(.gz) for genres (tags.csv beside it)"},
+        {0, "to-read", BR_OPT_STR, &c.to_read, "FILE", "to_read.csv(.gz) pairs as extra positives for --loss bpr (off by default: measured worse)"},
         {0, "test", BR_OPT_STR, &c.test, "FILE", "explicit held-out ratings file (no internal split)"},
         {0, "holdout", BR_OPT_DOUBLE, &c.holdout, "F", "fraction of ratings held out for test figures (default 0.2; 0 = train on all)"},
         {0, "skip-bad", BR_OPT_FLAG, &c.skip_bad, NULL, "skip malformed CSV rows (counted) instead of failing"},
@@ -220,6 +221,7 @@ int main(int argc, char **argv)
         {0, "reg", BR_OPT_FLOAT, &c.reg, "X", "L2 regularisation of embeddings"},
         {0, "reg-bias", BR_OPT_FLOAT, &c.reg_bias, "X", "L2 regularisation of biases"},
         {0, "init-std", BR_OPT_FLOAT, &c.init_std, "X", "standard deviation of initial embeddings"},
+        {0, "neg", BR_OPT_UINT, &c.neg, "N", "BPR: sample N negatives, train on the highest scored"},
         {0, "seed", BR_OPT_U64, &c.seed, "N", "random seed for init, split and order (default 42)"},
         {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (0 = off; default 3)"},
         {0, "valid", BR_OPT_DOUBLE, &c.valid, "F", "fraction of training ratings used for early stopping (default 0.05)"},
@@ -294,6 +296,8 @@ int main(int argc, char **argv)
         to.lr_decay = c.lr_decay;
     if (!isnan(c.init_std))
         to.init_std = c.init_std;
+    if (c.neg)
+        to.neg = c.neg;
     to.seed = c.seed;
     to.threads = c.threads;
 
@@ -361,6 +365,42 @@ int main(int argc, char **argv)
         }
     }
 
+    /* to_read pairs: extra positives for BPR (users and books the ratings know). */
+    uint32_t *xu = NULL, *xb = NULL;
+    size_t n_extra = 0;
+    if (loss == BR_LOSS_BPR && c.to_read) {
+        const char *trpath = c.to_read;
+        {
+            br_load_opts io = {.skip_bad = c.skip_bad, .implicit = 1};
+            br_ratings *tr_set = NULL;
+            e = br_ratings_load(trpath, &io, &tr_set, &d);
+            if (e) {
+                br_ratings_free(r);
+                br_books_free(books);
+                free(fold);
+                return die(e, &d);
+            }
+            xu = malloc(tr_set->n * sizeof *xu);
+            xb = malloc(tr_set->n * sizeof *xb);
+            if (xu && xb) {
+                for (size_t i = 0; i < tr_set->n; i++) {
+                    int64_t u = br_ratings_find_user(r, tr_set->user_ids[tr_set->user[i]]);
+                    int64_t b = br_ratings_find_book(r, tr_set->book_ids[tr_set->book[i]]);
+                    if (u >= 0 && b >= 0) {
+                        xu[n_extra] = (uint32_t)u;
+                        xb[n_extra] = (uint32_t)b;
+                        n_extra++;
+                    }
+                }
+                say("to-read: %s extra positive pairs from %s\n",
+                    br_fmt_count(n_extra, b1, sizeof b1), trpath);
+            } else {
+                n_extra = 0;
+            }
+            br_ratings_free(tr_set);
+        }
+    }
+
     /* ---- split ---- */
     if (!c.test && c.holdout > 0)
         br_split_random(r, c.holdout, c.seed, fold, BR_FOLD_TEST);
@@ -410,7 +450,8 @@ int main(int argc, char **argv)
     say("training %s model, %s loss, %s, dim %u, up to %u epochs, %d thread%s\n", c.model,
         c.loss, c.optim, to.dim, to.epochs, to.threads, to.threads == 1 ? "" : "s");
 
-    br_train_data td = {.r = r, .idx = idx, .n = n_train, .pos = &known};
+    br_train_data td = {.r = r, .idx = idx, .n = n_train, .pos = &known,
+                        .extra_user = xu, .extra_book = xb, .n_extra = n_extra};
     br_params prm;
     double best = INFINITY, train_time = 0, loss_v = 0;
     uint32_t best_epoch = 0, since = 0, ran = 0;
@@ -566,6 +607,8 @@ done:
     if (rc && e)
         rc = die(e, &d);
     br_trainer_free(tr);
+    free(xu);
+    free(xb);
     br_csr_free(&known);
     br_csr_free(&test_csr);
     free(idx);
