@@ -31,7 +31,10 @@ struct br_trainer {
     float *mP, *vP, *mQ, *vQ;               /* Adam moments */
     float *mbu, *vbu, *mbb, *vbb;
     float *powU, *powB;                     /* Adam: beta1^t, beta2^t per row (2 floats) */
-    float *sP, *sQ, *sbu, *sbb;             /* snapshot */
+    float *sP, *sQ, *sbu, *sbb, *sY;        /* snapshot */
+    float *Y, *Peff;                        /* SVD++: implicit vectors, effective user rows */
+    uint64_t *uptr;                         /* SVD++: data[] offsets per user */
+    uint32_t *uorder;                       /* SVD++: users in this epoch's order */
     br_triplet *data, *tmp;                 /* training ratings, reshuffled every epoch */
     size_t n_data;
     const uint32_t *data_src;               /* the idx array data was built from */
@@ -56,6 +59,7 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
     o->seed = 42;
     o->threads = 1;
     o->neg = 1;
+    o->reg_y = 0.1f;
     if (loss == BR_LOSS_BPR) {
         o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.05f;
         o->reg = 0.005f;
@@ -77,7 +81,10 @@ void br_trainer_free(br_trainer *t)
     if (!t)
         return;
     float *arr[] = {t->P, t->Q, t->bu, t->bb, t->mP, t->vP, t->mQ, t->vQ, t->mbu, t->vbu,
-                    t->mbb, t->vbb, t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb};
+                    t->mbb, t->vbb, t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb, t->sY,
+                    t->Y, t->Peff};
+    free(t->uptr);
+    free(t->uorder);
     for (size_t i = 0; i < sizeof arr / sizeof *arr; i++)
         free(arr[i]);
     free(t->data);
@@ -97,6 +104,10 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
         return br_fail(diag, BR_ERR_ARG, "learning rate must be > 0 and regularisation >= 0");
     if (n_users == 0 || n_books == 0)
         return br_fail(diag, BR_ERR_EMPTY, "no users or no books to train on");
+    if (o->implicit && (o->kind != BR_MODEL_BIASED || o->loss != BR_LOSS_MSE ||
+                        o->optim != BR_OPTIM_SGD))
+        return br_fail(diag, BR_ERR_UNSUPPORTED,
+                       "the implicit (SVD++) term needs --model biased --loss mse --optim sgd");
     br_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
@@ -136,6 +147,13 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
             t->vbb = br_falloc(n_books);
             ok = ok && t->mbu && t->vbu && t->mbb && t->vbb;
         }
+    }
+    if (o->implicit) {
+        t->Y = br_falloc(nb);
+        t->Peff = br_falloc(nu);
+        t->uptr = calloc((size_t)n_users + 1, sizeof *t->uptr);
+        t->uorder = malloc((size_t)n_users * sizeof *t->uorder);
+        ok = ok && t->Y && t->Peff && t->uptr && t->uorder;
     }
     if (!ok) {
         br_trainer_free(t);
@@ -316,10 +334,107 @@ static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t
         }
         t->n_data = n;
         t->data_src = d->idx;
+        if (t->o.implicit) {
+            /* idx ascends, so data[] is grouped by user: note each user's run. */
+            memset(t->uptr, 0, ((size_t)t->n_users + 1) * sizeof *t->uptr);
+            for (size_t i = 0; i < d->n; i++) {
+                if (i && t->data[i].user < t->data[i - 1].user)
+                    return br_fail(diag, BR_ERR_ARG, "implicit training needs ratings grouped by user");
+                t->uptr[t->data[i].user + 1]++;
+            }
+            for (uint32_t u = 0; u < t->n_users; u++)
+                t->uptr[u + 1] += t->uptr[u];
+        }
         br_rng_seed(&t->shuf, t->o.seed ^ 0x6f72646572ULL);
     }
-    br_shuffle_triplets(t->data, t->tmp, t->n_data, &t->shuf);
+    if (!t->o.implicit) {
+        br_shuffle_triplets(t->data, t->tmp, t->n_data, &t->shuf);
+        return BR_OK;
+    }
+    /* User by user: a fresh order of users, and each user's ratings shuffled. */
+    for (uint32_t u = 0; u < t->n_users; u++) {
+        t->uorder[u] = u;
+        br_triplet *s = t->data + t->uptr[u];
+        for (size_t i = t->uptr[u + 1] - t->uptr[u]; i > 1; i--) {
+            size_t j = br_rng_below(&t->shuf, (uint32_t)i);
+            br_triplet x = s[i - 1];
+            s[i - 1] = s[j];
+            s[j] = x;
+        }
+    }
+    br_rng_shuffle_u32(&t->shuf, t->uorder, t->n_users);
     return BR_OK;
+}
+
+/* z = |N(u)|^-1/2 sum_{j in N(u)} y_j into out (stride floats); returns the scale. */
+static float br_implicit_sum(const br_trainer *t, const br_csr *N, uint32_t u, float *out)
+{
+    memset(out, 0, t->stride * sizeof *out);
+    if (!N || u >= N->n_rows)
+        return 0.0f;
+    uint64_t a = N->ptr[u], b = N->ptr[u + 1];
+    if (a == b)
+        return 0.0f;
+    for (uint64_t k = a; k < b; k++) {
+        const float *y = t->Y + (size_t)N->col[k] * t->stride;
+        for (uint32_t i = 0; i < t->stride; i++)
+            out[i] += y[i];
+    }
+    float s = 1.0f / sqrtf((float)(b - a));
+    for (uint32_t i = 0; i < t->stride; i++)
+        out[i] *= s;
+    return s;
+}
+
+/* Effective user rows p_u + z_u, for evaluation and the model file. */
+static void br_implicit_materialize(br_trainer *t, const br_csr *N)
+{
+#pragma omp parallel for num_threads(t->o.threads) schedule(static)
+    for (uint32_t u = 0; u < t->n_users; u++) {
+        float *pe = t->Peff + (size_t)u * t->stride;
+        const float *p = t->P + (size_t)u * t->stride;
+        br_implicit_sum(t, N, u, pe);
+        for (uint32_t i = 0; i < t->stride; i++)
+            pe[i] += p[i];
+    }
+}
+
+/* One user's pass of SVD++ (Hogwild like the other steps): the ratings are
+ * trained against the effective vector pe = p_u + z_u; its total change is
+ * then given to p_u and, scaled by |N(u)|^-1/2, to every y_j in N(u). */
+static double br_step_implicit_user(br_trainer *t, const br_csr *N, uint32_t u, float lr,
+                                    float *pe, float *z)
+{
+    float s = br_implicit_sum(t, N, u, z);
+    float *p = t->P + (size_t)u * t->stride;
+    for (uint32_t i = 0; i < t->stride; i++)
+        pe[i] = p[i] + z[i];
+    double acc = 0;
+    for (uint64_t k = t->uptr[u]; k < t->uptr[u + 1]; k++) {
+        const br_triplet *x = &t->data[k];
+        float *q = t->Q + (size_t)x->book * t->stride;
+        float base = t->mean + (t->bu[u] + t->bb[x->book]);
+        float e = t->k->sgd_mf(pe, q, t->stride, base, x->rating, lr, t->o.reg);
+        float rb = t->o.reg_bias;
+        t->bu[u] += lr * (e - rb * t->bu[u]);
+        t->bb[x->book] += lr * (e - rb * t->bb[x->book]);
+        acc += (double)e * e;
+    }
+    /* delta = pe - (p + z) */
+    for (uint32_t i = 0; i < t->stride; i++) {
+        float delta = pe[i] - (p[i] + z[i]);
+        z[i] = delta * s;
+        p[i] += delta;
+    }
+    if (s > 0) {
+        float decay = 1.0f - lr * t->o.reg_y;
+        for (uint64_t k = N->ptr[u]; k < N->ptr[u + 1]; k++) {
+            float *y = t->Y + (size_t)N->col[k] * t->stride;
+            for (uint32_t i = 0; i < t->stride; i++)
+                y[i] = y[i] * decay + z[i];
+        }
+    }
+    return acc;
 }
 
 br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, double *loss,
@@ -345,7 +460,17 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         br_rng tg;
         br_rng_seed(&tg, t->o.seed ^ ((uint64_t)epoch << 32) ^ (uint64_t)(tid + 1) * 0x51ed27ULL);
         double acc = 0;
-        if (t->o.loss == BR_LOSS_MSE) {
+        if (t->o.implicit) {
+            float *pe = br_falloc(t->stride), *z = br_falloc(t->stride);
+            size_t ulo = (size_t)t->n_users * (size_t)tid / (size_t)T;
+            size_t uhi = (size_t)t->n_users * (size_t)(tid + 1) / (size_t)T;
+            for (size_t i = ulo; pe && z && i < uhi; i++)
+                acc += br_step_implicit_user(t, d->implicit_sets, t->uorder[i], lr, pe, z);
+            if (!pe || !z)
+                acc = NAN;
+            free(pe);
+            free(z);
+        } else if (t->o.loss == BR_LOSS_MSE) {
             for (size_t i = lo; i < hi; i++) {
                 const br_triplet *x = &t->data[i];
                 float err = t->o.optim == BR_OPTIM_SGD
@@ -386,6 +511,8 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         total += acc;
     }
     *loss = n ? total / (double)n : 0.0;
+    if (t->o.implicit)
+        br_implicit_materialize(t, d->implicit_sets);
     if (!isfinite(*loss))
         return br_fail(diag, BR_ERR_NUMERIC,
                        "training diverged at epoch %u (loss is %s); lower --lr or raise --reg",
@@ -403,9 +530,14 @@ br_err br_trainer_snapshot(br_trainer *t)
             t->sbu = br_falloc(t->n_users);
             t->sbb = br_falloc(t->n_books);
         }
-        if (!t->sP || !t->sQ || (t->bu && (!t->sbu || !t->sbb)))
+        if (t->Peff)
+            t->sY = br_falloc(nu);
+        if (!t->sP || !t->sQ || (t->bu && (!t->sbu || !t->sbb)) || (t->Y && !t->sY))
             return BR_ERR_NOMEM;
     }
+    /* SVD++: keep the effective user rows; y then only matters for resuming. */
+    if (t->Peff)
+        memcpy(t->sY, t->Peff, nu * sizeof(float));
     memcpy(t->sP, t->P, nu * sizeof(float));
     memcpy(t->sQ, t->Q, nb * sizeof(float));
     if (t->bu) {
@@ -419,6 +551,8 @@ void br_trainer_restore(br_trainer *t)
 {
     if (!t->sP)
         return;
+    if (t->Peff)
+        memcpy(t->Peff, t->sY, (size_t)t->n_users * t->stride * sizeof(float));
     memcpy(t->P, t->sP, (size_t)t->n_users * t->stride * sizeof(float));
     memcpy(t->Q, t->sQ, (size_t)t->n_books * t->stride * sizeof(float));
     if (t->bu) {
@@ -435,7 +569,7 @@ void br_trainer_params(const br_trainer *t, br_params *out)
     out->n_users = t->n_users;
     out->n_books = t->n_books;
     out->mean = t->mean;
-    out->P = t->P;
+    out->P = t->Peff ? t->Peff : t->P;
     out->Q = t->Q;
     out->bu = t->bu;
     out->bb = t->bb;

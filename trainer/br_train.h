@@ -9,7 +9,13 @@
  * contiguous slice of that order and updates rows without locks (Hogwild!).
  * With one thread and a fixed seed, a run is bit-for-bit reproducible.
  *
- * Models: DOT (p_u . q_b), BIASED (mean + b_u + b_b + p_u . q_b).
+ * Models: DOT (p_u . q_b), BIASED (mean + b_u + b_b + p_u . q_b), and
+ * BIASED with the SVD++ implicit term (Koren 2008): the user vector becomes
+ * p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j over the books N(u) the user is known
+ * to have met. Training then goes user by user (users in a fresh random
+ * order, each user's ratings shuffled) so the implicit sum is computed once
+ * per user; the parameter view and the model file hold the effective user
+ * vectors, so inference needs no y.
  * Losses: MSE on ratings; BPR on (rated book, sampled unrated book) pairs.
  * Optimisers: SGD with a per-epoch decaying learning rate; lazy Adam with
  * per-row step counts (only the rows a rating touches are updated).
@@ -37,6 +43,8 @@ typedef struct br_train_opts {
     uint64_t seed;
     int threads;         /* Hogwild threads (>= 1) */
     uint32_t neg;        /* BPR: negatives sampled per positive; the highest scored is used */
+    int implicit;        /* MSE+SGD: SVD++ user term |N(u)|^-1/2 sum_{j in N(u)} y_j */
+    float reg_y;         /* L2 on the implicit vectors y_j */
 } br_train_opts;
 
 /* The defaults for a model kind / loss / optimiser (the best measured
@@ -59,6 +67,9 @@ typedef struct br_train_data {
      * as books on a reader's to-read shelf; trained like rated books. */
     const uint32_t *extra_user, *extra_book;
     size_t n_extra;
+    /* opts.implicit only: N(u), the books each user is known to have met
+     * (CSR by user, internal book indices): rated in training, to-read. */
+    const br_csr *implicit_sets;
 } br_train_data;
 
 br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_books,

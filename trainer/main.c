@@ -30,9 +30,9 @@
 typedef struct cli {
     const char *data, *ratings, *books, *tags, *test, *out, *metrics, *to_read;
     const char *model, *loss, *optim;
-    int threads, quiet, verbose, help, version, skip_bad;
+    int threads, quiet, verbose, help, version, skip_bad, implicit, no_to_read;
     unsigned dim, epochs, patience, topk, neg;
-    float lr, reg, reg_bias, lr_decay, init_std;
+    float lr, reg, reg_bias, lr_decay, init_std, reg_y;
     double holdout, valid;
     uint64_t seed;
 } cli;
@@ -167,6 +167,55 @@ static br_err load_ratings(const cli *c, const char *path, br_ratings **out, uin
     return BR_OK;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* N(u) for the SVD++ term: the books of the user's training ratings plus the
+ * extra (to-read) pairs, sorted and without repeats. */
+static br_err build_implicit_sets(const br_ratings *r, const uint32_t *idx, size_t n,
+                                  const uint32_t *xu, const uint32_t *xb, size_t nx,
+                                  br_csr *out, br_diag *d)
+{
+    memset(out, 0, sizeof *out);
+    out->n_rows = r->n_users;
+    out->ptr = calloc((size_t)r->n_users + 1, sizeof *out->ptr);
+    out->col = malloc((n + nx ? n + nx : 1) * sizeof *out->col);
+    uint64_t *pos = malloc(((size_t)r->n_users + 1) * sizeof *pos);
+    if (!out->ptr || !out->col || !pos) {
+        free(pos);
+        br_csr_free(out);
+        return br_fail(d, BR_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        out->ptr[r->user[idx[i]] + 1]++;
+    for (size_t i = 0; i < nx; i++)
+        out->ptr[xu[i] + 1]++;
+    for (uint32_t u = 0; u < r->n_users; u++)
+        out->ptr[u + 1] += out->ptr[u];
+    memcpy(pos, out->ptr, ((size_t)r->n_users + 1) * sizeof *pos);
+    for (size_t i = 0; i < n; i++)
+        out->col[pos[r->user[idx[i]]]++] = r->book[idx[i]];
+    for (size_t i = 0; i < nx; i++)
+        out->col[pos[xu[i]]++] = xb[i];
+    free(pos);
+    /* sort and unique each row, compacting in place */
+    uint64_t w = 0;
+    for (uint32_t u = 0; u < r->n_users; u++) {
+        uint64_t a = out->ptr[u], b = out->ptr[u + 1];
+        qsort(out->col + a, (size_t)(b - a), sizeof *out->col, cmp_u32);
+        out->ptr[u] = w;
+        for (uint64_t k = a; k < b; k++)
+            if (k == a || out->col[k] != out->col[k - 1])
+                out->col[w++] = out->col[k];
+    }
+    out->ptr[r->n_users] = w;
+    out->nnz = w;
+    return BR_OK;
+}
+
 static void json_metrics(FILE *f, const char *name, const br_rank_metrics *m, int last)
 {
     fprintf(f,
@@ -198,7 +247,7 @@ int main(int argc, char **argv)
     c.seed = 42;
     c.patience = 3;
     /* Sentinels: 0 / NaN mean "the default for the chosen model". */
-    c.lr = c.reg = c.reg_bias = c.lr_decay = c.init_std = NAN;
+    c.lr = c.reg = c.reg_bias = c.lr_decay = c.init_std = c.reg_y = NAN;
 
     const br_opt opts[] = {
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Input:"},
@@ -221,6 +270,9 @@ int main(int argc, char **argv)
         {0, "reg", BR_OPT_FLOAT, &c.reg, "X", "L2 regularisation of embeddings"},
         {0, "reg-bias", BR_OPT_FLOAT, &c.reg_bias, "X", "L2 regularisation of biases"},
         {0, "init-std", BR_OPT_FLOAT, &c.init_std, "X", "standard deviation of initial embeddings"},
+        {0, "implicit", BR_OPT_FLAG, &c.implicit, NULL, "SVD++ term: users also described by the books they rated and want to read"},
+        {0, "reg-y", BR_OPT_FLOAT, &c.reg_y, "X", "--implicit: L2 regularisation of the implicit vectors"},
+        {0, "no-to-read", BR_OPT_FLAG, &c.no_to_read, NULL, "--implicit without to_read.csv"},
         {0, "neg", BR_OPT_UINT, &c.neg, "N", "BPR: sample N negatives, train on the highest scored"},
         {0, "seed", BR_OPT_U64, &c.seed, "N", "random seed for init, split and order (default 42)"},
         {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (0 = off; default 3)"},
@@ -298,6 +350,9 @@ int main(int argc, char **argv)
         to.init_std = c.init_std;
     if (c.neg)
         to.neg = c.neg;
+    to.implicit = c.implicit;
+    if (!isnan(c.reg_y))
+        to.reg_y = c.reg_y;
     to.seed = c.seed;
     to.threads = c.threads;
 
@@ -368,8 +423,14 @@ int main(int argc, char **argv)
     /* to_read pairs: extra positives for BPR (users and books the ratings know). */
     uint32_t *xu = NULL, *xb = NULL;
     size_t n_extra = 0;
-    if (loss == BR_LOSS_BPR && c.to_read) {
-        const char *trpath = c.to_read;
+    char trbuf[4200] = "";
+    if (c.to_read)
+        snprintf(trbuf, sizeof trbuf, "%s", c.to_read);
+    else if (c.implicit && !c.no_to_read && dir[0] &&
+             br_data_file(dir, "to_read", trbuf, sizeof trbuf) != BR_OK)
+        trbuf[0] = '\0';
+    if (trbuf[0] && (c.implicit ? !c.no_to_read : loss == BR_LOSS_BPR)) {
+        const char *trpath = trbuf;
         {
             br_load_opts io = {.skip_bad = c.skip_bad, .implicit = 1};
             br_ratings *tr_set = NULL;
@@ -392,7 +453,7 @@ int main(int argc, char **argv)
                         n_extra++;
                     }
                 }
-                say("to-read: %s extra positive pairs from %s\n",
+                say("to-read: %s (user, book) pairs from %s\n",
                     br_fmt_count(n_extra, b1, sizeof b1), trpath);
             } else {
                 n_extra = 0;
@@ -414,7 +475,7 @@ int main(int argc, char **argv)
         n_valid += fold[i] == BR_FOLD_VALID;
     }
     uint32_t *idx = malloc((n_train ? n_train : 1) * sizeof *idx);
-    br_csr known = {0}, test_csr = {0};
+    br_csr known = {0}, test_csr = {0}, nsets = {0};
     int rc = 1;
     br_trainer *tr = NULL;
     if (!idx) {
@@ -427,6 +488,11 @@ int main(int argc, char **argv)
     if (n_train == 0) {
         e = br_fail(&d, BR_ERR_EMPTY, "no training ratings left after the split");
         goto done;
+    }
+    if (c.implicit) {
+        e = build_implicit_sets(r, idx, n_train, xu, xb, n_extra, &nsets, &d);
+        if (e)
+            goto done;
     }
     e = br_csr_by_user_mask(r, fold, BR_FOLD_MASK(BR_FOLD_TRAIN) | BR_FOLD_MASK(BR_FOLD_VALID),
                             &known, &d);
@@ -451,7 +517,8 @@ int main(int argc, char **argv)
         c.loss, c.optim, to.dim, to.epochs, to.threads, to.threads == 1 ? "" : "s");
 
     br_train_data td = {.r = r, .idx = idx, .n = n_train, .pos = &known,
-                        .extra_user = xu, .extra_book = xb, .n_extra = n_extra};
+                        .extra_user = xu, .extra_book = xb, .n_extra = n_extra,
+                        .implicit_sets = c.implicit ? &nsets : NULL};
     br_params prm;
     double best = INFINITY, train_time = 0, loss_v = 0;
     uint32_t best_epoch = 0, since = 0, ran = 0;
@@ -611,6 +678,7 @@ done:
     free(xb);
     br_csr_free(&known);
     br_csr_free(&test_csr);
+    br_csr_free(&nsets);
     free(idx);
     free(fold);
     br_books_free(books);
