@@ -263,10 +263,10 @@ static inline float br_step_bpr(br_trainer *t, uint32_t u, uint32_t i, uint32_t 
     return x;
 }
 
-/* -log(sigmoid(x)), stable for large |x|. */
-static inline double br_softplus_neg(double x)
+/* -log(sigmoid(x)), stable for large |x| (float: it runs once per update). */
+static inline float br_softplus_neg(float x)
 {
-    return x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+    return x > 0 ? log1pf(expf(-x)) : -x + log1pf(expf(x));
 }
 
 /* Uniform shuffle in cache-friendly passes: scatter every element to a
