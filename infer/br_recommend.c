@@ -1,0 +1,591 @@
+/*
+ * br_recommend.c - top-k recommendations, similar books, fold-in of new
+ * readers and single predictions over a mapped model (see br_recommend.h).
+ *
+ * Every query scores all books with the kernel table's `score` (row-major
+ * rows of the mapped file, eight books per step, no copy of the matrix) into
+ * the scratch's score buffer, then br_topk picks the k best with a bounded
+ * heap, skipping the excluded books (the reader's sorted read list) run by
+ * run, so the filter costs nothing per book.
+ */
+#include "br_recommend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "br_kernels.h"
+#include "br_rng.h"
+#include "br_topk.h"
+
+struct br_rec {
+    const br_model *m;
+    const br_kernels *k;
+    uint32_t n_users, n_books, dim, stride;
+    const float *P, *Q;        /* rows of stride floats */
+    const float *bu, *bb;      /* NULL unless biased */
+    float mean;                /* added for biased models only */
+    float reg, reg_bias;       /* the trainer's regularisation (fold-in) */
+    int mse;                   /* 1: scores are ratings */
+    float *inv_norm;           /* 1 / |q_b|, 0 for a zero vector */
+};
+
+/* Negatives sampled for a bpr fold-in. */
+#define BR_REC_BPR_NEG 64
+#define BR_REC_BPR_ITERS 60
+
+struct br_rec_scratch {
+    uint32_t n_books, dim, stride;
+    float *scores;             /* n_books, 64-byte aligned */
+    br_scored *heap;           /* n_books */
+    float *vec;                /* stride floats, 64-byte aligned: a folded-in reader */
+    uint32_t *books;           /* n_books: sorted unique internal indices of a reader */
+    float *rating;             /* n_books: their ratings */
+    uint64_t *mark;            /* n_books bits */
+    double *A;                 /* (dim+1)^2: normal equations / majoriser */
+    double *w;                 /* work: 4 (dim+1) + 2 (n_books) doubles */
+    uint32_t *neg;             /* BR_REC_BPR_NEG sampled negatives */
+};
+
+/* ---- handle ---------------------------------------------------------------- */
+
+br_err br_rec_create(const br_model *m, br_rec **out, br_diag *diag)
+{
+    if (!m || !out)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    *out = NULL;
+    const br_model_meta *mt = br_model_get_meta(m);
+    if (mt->kind == BR_MODEL_MLP)
+        return br_fail(diag, BR_ERR_UNSUPPORTED,
+                       "mlp models are not supported by this version of bookrec-infer "
+                       "(serve a dot or biased model)");
+    if (mt->kind != BR_MODEL_DOT && mt->kind != BR_MODEL_BIASED)
+        return br_fail(diag, BR_ERR_UNSUPPORTED, "model kind %u is not supported", mt->kind);
+    br_rec *r = calloc(1, sizeof *r);
+    if (!r)
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    r->m = m;
+    r->k = br_kernels_get();
+    r->n_users = mt->n_users;
+    r->n_books = mt->n_books;
+    r->dim = mt->dim;
+    r->stride = mt->stride;
+    r->P = br_model_user_vecs(m);
+    r->Q = br_model_book_vecs(m);
+    r->bu = br_model_user_bias(m);
+    r->bb = br_model_book_bias(m);
+    r->mean = mt->kind == BR_MODEL_BIASED ? mt->global_mean : 0.0f;
+    r->reg = isfinite(mt->reg) && mt->reg > 0 ? mt->reg : 0.0f;
+    r->reg_bias = isfinite(mt->reg_bias) && mt->reg_bias > 0 ? mt->reg_bias : 0.0f;
+    r->mse = mt->loss != BR_LOSS_BPR;
+    r->inv_norm = malloc((size_t)r->n_books * sizeof *r->inv_norm);
+    if (!r->inv_norm) {
+        free(r);
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    }
+    const float *norms = br_model_book_norms(m);
+    for (uint32_t b = 0; b < r->n_books; b++)
+        r->inv_norm[b] = norms[b] > 0.0f ? 1.0f / norms[b] : 0.0f;
+    *out = r;
+    return BR_OK;
+}
+
+void br_rec_free(br_rec *r)
+{
+    if (!r)
+        return;
+    free(r->inv_norm);
+    free(r);
+}
+
+const br_model *br_rec_model(const br_rec *r) { return r->m; }
+uint32_t br_rec_n_books(const br_rec *r) { return r->n_books; }
+uint32_t br_rec_n_users(const br_rec *r) { return r->n_users; }
+const char *br_rec_kernel_name(const br_rec *r) { return r->k->name; }
+
+static void *br_rec_alloc64(size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *diag)
+{
+    if (!r || !out)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    *out = NULL;
+    br_rec_scratch *s = calloc(1, sizeof *s);
+    if (!s)
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    size_t nb = r->n_books, d1 = (size_t)r->dim + 1;
+    s->n_books = r->n_books;
+    s->dim = r->dim;
+    s->stride = r->stride;
+    s->scores = br_rec_alloc64(nb * sizeof(float));
+    s->heap = malloc(nb * sizeof *s->heap);
+    s->vec = br_rec_alloc64(r->stride * sizeof(float));
+    s->books = malloc(nb * sizeof *s->books);
+    s->rating = malloc(nb * sizeof *s->rating);
+    s->mark = calloc((nb + 63) / 64, sizeof *s->mark);
+    s->A = malloc(d1 * d1 * sizeof *s->A);
+    s->w = malloc((4 * d1 + 2 * nb + 2 * BR_REC_BPR_NEG) * sizeof *s->w);
+    s->neg = malloc(BR_REC_BPR_NEG * sizeof *s->neg);
+    if (!s->scores || !s->heap || !s->vec || !s->books || !s->rating || !s->mark || !s->A ||
+        !s->w || !s->neg) {
+        br_rec_scratch_free(s);
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    }
+    *out = s;
+    return BR_OK;
+}
+
+void br_rec_scratch_free(br_rec_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->scores);
+    free(s->heap);
+    free(s->vec);
+    free(s->books);
+    free(s->rating);
+    free(s->mark);
+    free(s->A);
+    free(s->w);
+    free(s->neg);
+    free(s);
+}
+
+static br_err br_rec_check(const br_rec *r, const br_rec_scratch *s, size_t k,
+                           const br_rec_item *out, const size_t *n_out, br_diag *diag)
+{
+    if (!r || !s || !out || !n_out)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    if (s->n_books != r->n_books || s->dim != r->dim || s->stride != r->stride)
+        return br_fail(diag, BR_ERR_ARG, "scratch was made for a model of other dimensions");
+    if (k == 0)
+        return br_fail(diag, BR_ERR_ARG, "k must be at least 1");
+    return BR_OK;
+}
+
+/* Top k of s->scores, minus the excluded books, into out. */
+static size_t br_rec_pick(const br_rec *r, br_rec_scratch *s, const uint32_t *exclude,
+                          size_t n_ex, size_t k, br_rec_item *out)
+{
+    if (k > r->n_books)
+        k = r->n_books;
+    size_t n = br_topk(s->scores, r->n_books, exclude, n_ex, k, s->heap);
+    const uint32_t *ids = br_model_book_ids(r->m);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (br_rec_item){ids[s->heap[i].idx], s->heap[i].idx, s->heap[i].score};
+    return n;
+}
+
+br_err br_rec_vector(const br_rec *r, br_rec_scratch *s, const float *vec, float add,
+                     const uint32_t *exclude, size_t n_ex, size_t k, br_rec_item *out,
+                     size_t *n_out, br_diag *diag)
+{
+    br_err e = br_rec_check(r, s, k, out, n_out, diag);
+    if (e)
+        return e;
+    if (!vec || (n_ex && !exclude))
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    r->k->score(vec, r->Q, r->n_books, r->stride, r->bb, add, s->scores);
+    *n_out = br_rec_pick(r, s, exclude, n_ex, k, out);
+    return BR_OK;
+}
+
+br_err br_rec_user_index(const br_rec *r, br_rec_scratch *s, uint32_t u, size_t k,
+                         unsigned flags, br_rec_item *out, size_t *n_out, br_diag *diag)
+{
+    if (r && u >= r->n_users)
+        return br_fail(diag, BR_ERR_RANGE, "user index %u is out of range (%u users)", u,
+                       r->n_users);
+    br_err e = br_rec_check(r, s, k, out, n_out, diag);
+    if (e)
+        return e;
+    size_t n_ex = 0;
+    const uint32_t *ex = NULL;
+    if (!(flags & BR_REC_INCLUDE_READ))
+        ex = br_model_user_read(r->m, u, &n_ex);
+    float add = r->bu ? r->mean + r->bu[u] : r->mean;
+    return br_rec_vector(r, s, r->P + (size_t)u * r->stride, add, ex, n_ex, k, out, n_out,
+                         diag);
+}
+
+br_err br_rec_user(const br_rec *r, br_rec_scratch *s, uint32_t user_id, size_t k,
+                   unsigned flags, br_rec_item *out, size_t *n_out, br_diag *diag)
+{
+    if (!r)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    int64_t u = br_model_find_user(r->m, user_id);
+    if (u < 0)
+        return br_fail(diag, BR_ERR_NOT_FOUND,
+                       "user %u is not in the model; for a new reader list the books they "
+                       "read with --read ID,ID,... or --read-file FILE",
+                       user_id);
+    return br_rec_user_index(r, s, (uint32_t)u, k, flags, out, n_out, diag);
+}
+
+br_err br_rec_similar(const br_rec *r, br_rec_scratch *s, uint32_t book_id, size_t k,
+                      br_rec_item *out, size_t *n_out, br_diag *diag)
+{
+    br_err e = br_rec_check(r, s, k, out, n_out, diag);
+    if (e)
+        return e;
+    int64_t b = br_model_find_book(r->m, book_id);
+    if (b < 0)
+        return br_fail(diag, BR_ERR_NOT_FOUND, "book %u is not in the model", book_id);
+    r->k->score(r->Q + (size_t)b * r->stride, r->Q, r->n_books, r->stride, NULL, 0.0f,
+                s->scores);
+    float ia = r->inv_norm[b];
+    for (uint32_t i = 0; i < r->n_books; i++)
+        s->scores[i] = (s->scores[i] * r->inv_norm[i]) * ia;
+    uint32_t self = (uint32_t)b;
+    *n_out = br_rec_pick(r, s, &self, 1, k, out);
+    return BR_OK;
+}
+
+/* ---- fold-in --------------------------------------------------------------- */
+
+/* In-place Cholesky factor (lower) of the n x n matrix A; 0 if not positive
+ * definite. */
+static int br_cholesky(double *A, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        double d = A[j * n + j];
+        for (size_t k = 0; k < j; k++)
+            d -= A[j * n + k] * A[j * n + k];
+        if (!(d > 0.0))
+            return 0;
+        d = sqrt(d);
+        A[j * n + j] = d;
+        for (size_t i = j + 1; i < n; i++) {
+            double v = A[i * n + j];
+            for (size_t k = 0; k < j; k++)
+                v -= A[i * n + k] * A[j * n + k];
+            A[i * n + j] = v / d;
+        }
+    }
+    return 1;
+}
+
+/* Solves L L^T x = b in place (x holds b on entry). */
+static void br_chol_solve(const double *L, size_t n, double *x)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        for (size_t k = 0; k < i; k++)
+            v -= L[i * n + k] * x[k];
+        x[i] = v / L[i * n + i];
+    }
+    for (size_t i = n; i-- > 0;) {
+        double v = x[i];
+        for (size_t k = i + 1; k < n; k++)
+            v -= L[k * n + i] * x[k];
+        x[i] = v / L[i * n + i];
+    }
+}
+
+static int br_cmp_scored_idx(const void *a, const void *b)
+{
+    uint32_t x = ((const br_scored *)a)->idx, y = ((const br_scored *)b)->idx;
+    return (x > y) - (x < y);
+}
+
+static void br_rec_unmark(br_rec_scratch *s, const br_scored *p, size_t m)
+{
+    for (size_t j = 0; j < m; j++)
+        s->mark[p[j].idx / 64] = 0;
+}
+
+/* Maps the reader's books to sorted unique internal indices in s->books,
+ * their ratings beside them in s->rating (the last listed rating of a
+ * duplicate counts); *n_out receives the count. */
+static br_err br_rec_gather(const br_rec *r, br_rec_scratch *s, const uint32_t *book_ids,
+                            const float *ratings, size_t n, size_t *n_out, br_diag *diag)
+{
+    if (n == 0)
+        return br_fail(diag, BR_ERR_EMPTY, "no books were given for the new reader");
+    if (!book_ids)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    br_scored *p = s->heap;   /* (rating, book) pairs; n_books fit */
+    size_t m = 0;
+    /* Backwards, so the first time a book is met is its last rating. */
+    for (size_t i = n; i-- > 0;) {
+        int64_t b = br_model_find_book(r->m, book_ids[i]);
+        if (b < 0) {
+            br_rec_unmark(s, p, m);
+            return br_fail(diag, BR_ERR_NOT_FOUND, "book %u is not in the model",
+                           book_ids[i]);
+        }
+        float v = ratings ? ratings[i] : BR_REC_DEFAULT_RATING;
+        if (!(v >= 1.0f && v <= 5.0f)) {
+            br_rec_unmark(s, p, m);
+            return br_fail(diag, BR_ERR_RANGE, "rating %g of book %u is outside 1..5",
+                           (double)v, book_ids[i]);
+        }
+        uint64_t bit = 1ull << (b % 64);
+        if (s->mark[b / 64] & bit)
+            continue;
+        s->mark[b / 64] |= bit;
+        p[m++] = (br_scored){v, (uint32_t)b};
+    }
+    br_rec_unmark(s, p, m);
+    qsort(p, m, sizeof *p, br_cmp_scored_idx);
+    for (size_t j = 0; j < m; j++) {
+        s->books[j] = p[j].idx;
+        s->rating[j] = p[j].score;
+    }
+    *n_out = m;
+    return BR_OK;
+}
+
+/* Least squares for an mse model (see br_recommend.h). */
+static br_err br_rec_foldin_mse(const br_rec *r, br_rec_scratch *s, size_t m, float *vec,
+                                float *bias, br_diag *diag)
+{
+    size_t dim = r->dim, D = dim + (r->bu ? 1 : 0);
+    double *A = s->A, *x = s->w, *f = s->w + D;
+    memset(A, 0, D * D * sizeof *A);
+    memset(x, 0, D * sizeof *x);
+    for (size_t j = 0; j < m; j++) {
+        uint32_t b = s->books[j];
+        const float *q = r->Q + (size_t)b * r->stride;
+        for (size_t d = 0; d < dim; d++)
+            f[d] = q[d];
+        if (r->bu)
+            f[dim] = 1.0;
+        double t = (double)s->rating[j] - (r->bb ? (double)r->mean + r->bb[b] : 0.0);
+        for (size_t a = 0; a < D; a++) {
+            double fa = f[a];
+            x[a] += t * fa;
+            double *row = A + a * D;
+            for (size_t c = 0; c <= a; c++)
+                row[c] += fa * f[c];
+        }
+    }
+    /* The trainer regularises once per rating: reg * n on the diagonal. A
+     * tiny ridge keeps an unregularised model solvable with few books. */
+    double lam = (double)r->reg * (double)m, lamb = (double)r->reg_bias * (double)m;
+    for (size_t a = 0; a < dim; a++)
+        A[a * D + a] += lam > 1e-9 ? lam : 1e-9;
+    if (r->bu)
+        A[dim * D + dim] += lamb > 1e-9 ? lamb : 1e-9;
+    for (size_t a = 0; a < D; a++)
+        for (size_t c = a + 1; c < D; c++)
+            A[a * D + c] = A[c * D + a];
+    if (!br_cholesky(A, D))
+        return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the normal equations are singular");
+    br_chol_solve(A, D, x);
+    for (size_t d = 0; d < D; d++)
+        if (!isfinite(x[d]) || fabs(x[d]) > 1e30)
+            return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
+    memset(vec, 0, r->stride * sizeof *vec);
+    for (size_t d = 0; d < dim; d++)
+        vec[d] = (float)x[d];
+    *bias = r->bu ? (float)x[dim] : 0.0f;
+    return BR_OK;
+}
+
+/* Majorise-minimise for a bpr model (see br_recommend.h). With positives I
+ * (m books) and M sampled negatives J, the objective
+ *   F(p) = 1/M sum_ij log sigmoid(p.(q_i - q_j) + b_i - b_j) - lam/2 |p|^2,
+ * lam = reg * m, is concave; its negated Hessian is at most
+ *   B = 1/(4M) sum_ij (q_i - q_j)(q_i - q_j)^T + lam I
+ *     = 1/(4M) (M S_I + m S_J - s_I s_J^T - s_J s_I^T) + lam I
+ * (S the sums of q q^T, s the sums of q), so p += B^-1 grad F never lowers F
+ * and converges to the maximiser. */
+static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, float *vec,
+                                float *bias, br_diag *diag)
+{
+    size_t dim = r->dim, D = dim;
+    /* Negatives: a fixed-seed sample of unread books, seeded by the reader's
+     * books so the same reader always gets the same vector. */
+    size_t avail = r->n_books - m, M = avail < BR_REC_BPR_NEG ? avail : BR_REC_BPR_NEG;
+    if (M == 0)
+        return br_fail(diag, BR_ERR_ARG, "fold-in: the reader has read every book");
+    for (size_t j = 0; j < m; j++)
+        s->mark[s->books[j] / 64] |= 1ull << (s->books[j] % 64);
+    if (avail <= BR_REC_BPR_NEG) {
+        size_t c = 0;
+        for (uint32_t b = 0; b < r->n_books && c < M; b++)
+            if (!(s->mark[b / 64] & (1ull << (b % 64))))
+                s->neg[c++] = b;
+    } else {
+        br_rng g;
+        br_rng_seed(&g, br_hash64(s->books, m * sizeof *s->books, 0x62707266ULL));
+        size_t c = 0;
+        while (c < M) {
+            uint32_t b = (uint32_t)br_rng_below(&g, r->n_books);
+            uint64_t bit = 1ull << (b % 64);
+            if (s->mark[b / 64] & bit)
+                continue;
+            s->mark[b / 64] |= bit;
+            s->neg[c++] = b;
+        }
+        for (size_t j = 0; j < M; j++)
+            s->mark[s->neg[j] / 64] = 0;
+    }
+    for (size_t j = 0; j < m; j++)
+        s->mark[s->books[j] / 64] = 0;
+
+    double *A = s->A, *sI = s->w, *sJ = s->w + D, *p = s->w + 2 * D, *g = s->w + 3 * D;
+    double *ai = s->w + 4 * (D + 1), *cj = ai + m;   /* m + M doubles */
+    double *wi = cj + M, *wj = wi + m;               /* m + M more */
+    memset(A, 0, D * D * sizeof *A);
+    memset(sI, 0, 2 * D * sizeof *sI);
+    for (int side = 0; side < 2; side++) {
+        size_t cnt = side ? M : m;
+        const uint32_t *list = side ? s->neg : s->books;
+        double wgt = side ? (double)m : (double)M;
+        double *sum = side ? sJ : sI;
+        for (size_t j = 0; j < cnt; j++) {
+            const float *q = r->Q + (size_t)list[j] * r->stride;
+            for (size_t a = 0; a < D; a++) {
+                double qa = q[a];
+                sum[a] += qa;
+                double *row = A + a * D;
+                for (size_t c = 0; c <= a; c++)
+                    row[c] += wgt * qa * q[c];
+            }
+        }
+    }
+    double lam = (double)r->reg * (double)m;
+    if (lam < 1e-9)
+        lam = 1e-9;
+    for (size_t a = 0; a < D; a++) {
+        for (size_t c = 0; c <= a; c++) {
+            double v = (A[a * D + c] - sI[a] * sJ[c] - sJ[a] * sI[c]) / (4.0 * (double)M);
+            A[a * D + c] = v + (a == c ? lam : 0.0);
+        }
+    }
+    for (size_t a = 0; a < D; a++)
+        for (size_t c = a + 1; c < D; c++)
+            A[a * D + c] = A[c * D + a];
+    if (!br_cholesky(A, D))
+        return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the bpr majoriser is singular");
+
+    memset(p, 0, D * sizeof *p);
+    for (int it = 0; it < BR_REC_BPR_ITERS; it++) {
+        for (size_t j = 0; j < m + M; j++) {
+            uint32_t b = j < m ? s->books[j] : s->neg[j - m];
+            const float *q = r->Q + (size_t)b * r->stride;
+            double v = r->bb ? r->bb[b] : 0.0;
+            for (size_t a = 0; a < D; a++)
+                v += p[a] * q[a];
+            ai[j] = v;   /* ai[m + j] = cj[j] */
+        }
+        memset(wi, 0, (m + M) * sizeof *wi);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < M; j++) {
+                double x = ai[i] - cj[j];
+                double sg = 1.0 / (1.0 + exp(x));   /* sigmoid(-x) */
+                wi[i] += sg;
+                wj[j] += sg;
+            }
+        for (size_t a = 0; a < D; a++)
+            g[a] = -lam * p[a];
+        for (size_t j = 0; j < m + M; j++) {
+            uint32_t b = j < m ? s->books[j] : s->neg[j - m];
+            const float *q = r->Q + (size_t)b * r->stride;
+            double c = (j < m ? wi[j] : -wj[j - m]) / (double)M;
+            for (size_t a = 0; a < D; a++)
+                g[a] += c * q[a];
+        }
+        br_chol_solve(A, D, g);
+        double step = 0, norm = 0;
+        for (size_t a = 0; a < D; a++) {
+            p[a] += g[a];
+            step = fmax(step, fabs(g[a]));
+            norm = fmax(norm, fabs(p[a]));
+        }
+        if (!isfinite(norm))
+            return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
+        if (step <= 1e-7 * (norm > 1.0 ? norm : 1.0))
+            break;
+    }
+    memset(vec, 0, r->stride * sizeof *vec);
+    for (size_t d = 0; d < dim; d++)
+        vec[d] = (float)p[d];
+    *bias = 0.0f;
+    return BR_OK;
+}
+
+/* Fold-in that also reports how many distinct books the reader has; they
+ * stay in s->books (sorted) for the caller. */
+static br_err br_rec_foldin_n(const br_rec *r, br_rec_scratch *s, const uint32_t *book_ids,
+                              const float *ratings, size_t n, float *vec, float *bias,
+                              size_t *m_out, br_diag *diag)
+{
+    if (!r || !s || !vec || !bias)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    if (s->n_books != r->n_books || s->dim != r->dim || s->stride != r->stride)
+        return br_fail(diag, BR_ERR_ARG, "scratch was made for a model of other dimensions");
+    size_t m;
+    br_err e = br_rec_gather(r, s, book_ids, ratings, n, &m, diag);
+    if (e)
+        return e;
+    *m_out = m;
+    return r->mse ? br_rec_foldin_mse(r, s, m, vec, bias, diag)
+                  : br_rec_foldin_bpr(r, s, m, vec, bias, diag);
+}
+
+br_err br_rec_foldin(const br_rec *r, br_rec_scratch *s, const uint32_t *book_ids,
+                     const float *ratings, size_t n, float *vec, float *bias, br_diag *diag)
+{
+    size_t m;
+    return br_rec_foldin_n(r, s, book_ids, ratings, n, vec, bias, &m, diag);
+}
+
+br_err br_rec_reader(const br_rec *r, br_rec_scratch *s, const uint32_t *book_ids,
+                     const float *ratings, size_t n, size_t k, unsigned flags,
+                     br_rec_item *out, size_t *n_out, br_diag *diag)
+{
+    br_err e = br_rec_check(r, s, k, out, n_out, diag);
+    if (e)
+        return e;
+    float bias = 0.0f;
+    size_t m = 0;
+    e = br_rec_foldin_n(r, s, book_ids, ratings, n, s->vec, &bias, &m, diag);
+    if (e)
+        return e;
+    if (flags & BR_REC_INCLUDE_READ)
+        m = 0;
+    return br_rec_vector(r, s, s->vec, r->mean + bias, s->books, m, k, out, n_out, diag);
+}
+
+/* ---- single predictions ----------------------------------------------------- */
+
+static float br_rec_clamp(const br_rec *r, float v)
+{
+    if (!r->mse)
+        return v;
+    return v < 1.0f ? 1.0f : v > 5.0f ? 5.0f : v;
+}
+
+br_err br_rec_predict(const br_rec *r, uint32_t user_id, uint32_t book_id, float *out,
+                      br_diag *diag)
+{
+    if (!r || !out)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    int64_t u = br_model_find_user(r->m, user_id), b = br_model_find_book(r->m, book_id);
+    if (u < 0 || b < 0) {
+        float v = r->mse ? 3.0f : 0.0f;
+        if (r->bu) {
+            v = r->mean + (u >= 0 ? r->bu[u] : 0.0f) + (b >= 0 ? r->bb[b] : 0.0f);
+        }
+        *out = br_rec_clamp(r, v);
+        if (u < 0)
+            return br_fail(diag, BR_ERR_NOT_FOUND, "user %u is not in the model", user_id);
+        return br_fail(diag, BR_ERR_NOT_FOUND, "book %u is not in the model", book_id);
+    }
+    /* The very operations of the score kernel, so a prediction equals the
+     * score the recommendations show (before clamping). */
+    float add = r->bu ? r->mean + r->bu[u] : r->mean;
+    float s = r->k->dot(r->P + (size_t)u * r->stride, r->Q + (size_t)b * r->stride, r->stride);
+    *out = br_rec_clamp(r, (add + (r->bb ? r->bb[b] : 0.0f)) + s);
+    return BR_OK;
+}
