@@ -1,0 +1,663 @@
+/*
+ * test_recommend.c - the br_rec library (infer/br_recommend.h) on synthetic
+ * models built in memory: top-k equals the scalar reference followed by a
+ * full sort, exactly (odd sizes, k = 1, k = n, k > n, ties by book id); the
+ * SIMD score kernel equals the scalar one; read books are never returned
+ * unless asked for; similar books by cosine; fold-in recovers a planted
+ * reader (least squares) and points the right way (bpr); predictions equal
+ * the scores; many threads with their own scratch agree with one; and every
+ * error path returns its code.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "br_kernels.h"
+#include "br_model.h"
+#include "br_recommend.h"
+#include "br_rng.h"
+#include "br_topk.h"
+
+/* ---- a synthetic model ----------------------------------------------------- */
+
+typedef struct synth {
+    uint32_t n_users, n_books, dim, stride;
+    float *P, *Q, *bu, *bb;
+    uint32_t *uid, *bid;
+    uint64_t *ptr;
+    uint32_t *idx;
+    void *buf;
+    br_model *m;
+    br_rec *rec;
+} synth;
+
+static float unif(br_rng *g) { return (float)(br_rng_next(g) >> 40) / (float)(1u << 24); }
+
+/* Ids are spaced (uid = 3u + 2, bid = 5b + 1) so id maps are exercised.
+ * `ties`: books come in pairs with equal vectors and biases. */
+static void synth_make(synth *s, br_model_kind kind, br_loss_kind loss, uint32_t nu,
+                       uint32_t nb, uint32_t dim, uint64_t seed, int ties, float reg)
+{
+    memset(s, 0, sizeof *s);
+    s->n_users = nu;
+    s->n_books = nb;
+    s->dim = dim;
+    s->stride = dim;   /* the writer pads to br_model_stride */
+    br_rng g;
+    br_rng_seed(&g, seed);
+    s->P = calloc((size_t)nu * dim, sizeof *s->P);
+    s->Q = calloc((size_t)nb * dim, sizeof *s->Q);
+    s->bu = calloc(nu, sizeof *s->bu);
+    s->bb = calloc(nb, sizeof *s->bb);
+    s->uid = calloc(nu, sizeof *s->uid);
+    s->bid = calloc(nb, sizeof *s->bid);
+    s->ptr = calloc((size_t)nu + 1, sizeof *s->ptr);
+    s->idx = calloc((size_t)nu * nb + 1, sizeof *s->idx);
+    for (size_t i = 0; i < (size_t)nu * dim; i++)
+        s->P[i] = unif(&g) - 0.5f;
+    for (uint32_t b = 0; b < nb; b++) {
+        for (uint32_t d = 0; d < dim; d++)
+            s->Q[(size_t)b * dim + d] =
+                ties && (b & 1) ? s->Q[(size_t)(b - 1) * dim + d] : unif(&g) - 0.5f;
+        s->bb[b] = ties && (b & 1) ? s->bb[b - 1] : 0.4f * (unif(&g) - 0.5f);
+        s->bid[b] = 5 * b + 1;
+    }
+    uint64_t k = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        s->uid[u] = 3 * u + 2;
+        s->bu[u] = 0.2f * (unif(&g) - 0.5f);
+        s->ptr[u] = k;
+        /* each user read about a third of the books (user 0 none) */
+        for (uint32_t b = 0; b < nb; b++)
+            if (u && br_rng_below(&g, 3) == 0)
+                s->idx[k++] = b;
+    }
+    s->ptr[nu] = k;
+    br_model_data d;
+    memset(&d, 0, sizeof d);
+    d.meta.kind = kind;
+    d.meta.loss = loss;
+    d.meta.optim = BR_OPTIM_SGD;
+    d.meta.dim = dim;
+    d.meta.n_users = nu;
+    d.meta.n_books = nb;
+    d.meta.global_mean = kind == BR_MODEL_BIASED ? 3.5f : 0.0f;
+    d.meta.reg = reg;
+    d.meta.reg_bias = reg;
+    d.meta.created_unix = 1;
+    d.meta.test_rmse = d.meta.test_mae = NAN;
+    d.user_vecs = s->P;
+    d.book_vecs = s->Q;
+    d.src_stride = dim;
+    d.user_bias = kind == BR_MODEL_BIASED ? s->bu : NULL;
+    d.book_bias = kind == BR_MODEL_BIASED ? s->bb : NULL;
+    d.user_ids = s->uid;
+    d.book_ids = s->bid;
+    d.read_ptr = s->ptr;
+    d.read_idx = s->idx;
+    size_t len = 0;
+    br_diag dg;
+    assert_int_equal(br_model_save_buffer(&d, &s->buf, &len, &dg), BR_OK);
+    assert_int_equal(br_model_open_buffer(s->buf, len, &s->m, &dg), BR_OK);
+    assert_int_equal(br_rec_create(s->m, &s->rec, &dg), BR_OK);
+}
+
+static void synth_free(synth *s)
+{
+    br_rec_free(s->rec);
+    br_model_free(s->m);
+    free(s->buf);
+    free(s->P);
+    free(s->Q);
+    free(s->bu);
+    free(s->bb);
+    free(s->uid);
+    free(s->bid);
+    free(s->ptr);
+    free(s->idx);
+}
+
+/* ---- the reference: scalar kernel + full sort --------------------------------- */
+
+static int cmp_scored(const void *a, const void *b)
+{
+    br_scored x = *(const br_scored *)a, y = *(const br_scored *)b;
+    return br_scored_before(x, y) ? -1 : br_scored_before(y, x) ? 1 : 0;
+}
+
+static size_t reference(const synth *s, uint32_t u, int include_read, size_t k, br_scored *out)
+{
+    const br_model *m = s->m;
+    uint32_t st = br_model_get_meta(m)->stride, nb = s->n_books;
+    const float *bu = br_model_user_bias(m), *bb = br_model_book_bias(m);
+    float add = bu ? br_model_get_meta(m)->global_mean + bu[u] : 0.0f;
+    float *sc = malloc(nb * sizeof *sc);
+    br_kernels_scalar()->score(br_model_user_vecs(m) + (size_t)u * st, br_model_book_vecs(m),
+                               nb, st, bb, add, sc);
+    size_t nr;
+    const uint32_t *rd = br_model_user_read(m, u, &nr);
+    br_scored *all = malloc((nb + 1) * sizeof *all);
+    size_t n = 0, j = 0;
+    for (uint32_t b = 0; b < nb; b++) {
+        while (j < nr && rd[j] < b)
+            j++;
+        if (!include_read && j < nr && rd[j] == b)
+            continue;
+        all[n++] = (br_scored){sc[b], b};
+    }
+    qsort(all, n, sizeof *all, cmp_scored);
+    if (k > n)
+        k = n;
+    memcpy(out, all, k * sizeof *out);
+    free(all);
+    free(sc);
+    return k;
+}
+
+static void check_user(synth *s, br_rec_scratch *sc, uint32_t u, size_t k, unsigned flags)
+{
+    size_t cap = k < s->n_books ? k : s->n_books;
+    br_rec_item *got = malloc((cap + 1) * sizeof *got);
+    br_scored *want = malloc((s->n_books + 1) * sizeof *want);
+    size_t n = 12345;
+    br_diag d;
+    assert_int_equal(br_rec_user(s->rec, sc, s->uid[u], k, flags, got, &n, &d), BR_OK);
+    size_t wn = reference(s, u, flags & BR_REC_INCLUDE_READ, k, want);
+    assert_int_equal(n, wn);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(got[i].book, want[i].idx);
+        assert_int_equal(got[i].book_id, s->bid[want[i].idx]);
+        /* bit-identical scores */
+        assert_memory_equal(&got[i].score, &want[i].score, sizeof(float));
+    }
+    free(got);
+    free(want);
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_topk_equals_reference(void **state)
+{
+    (void)state;
+    static const uint32_t books[] = {1, 7, 9, 37, 1001};
+    static const uint32_t dims[] = {1, 5, 13, 32};
+    for (int kind = BR_MODEL_DOT; kind <= BR_MODEL_BIASED; kind++)
+        for (size_t bi = 0; bi < sizeof books / sizeof *books; bi++)
+            for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+                synth s;
+                uint32_t nb = books[bi];
+                synth_make(&s, (br_model_kind)kind, BR_LOSS_MSE, 6, nb, dims[di],
+                           1000 + bi * 10 + di, 0, 0.01f);
+                br_rec_scratch *sc;
+                assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+                size_t ks[] = {1, 2, 10, nb > 1 ? nb - 1 : 1, nb, nb + 5};
+                for (uint32_t u = 0; u < s.n_users; u++)
+                    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                        check_user(&s, sc, u, ks[ki], 0);
+                        check_user(&s, sc, u, ks[ki], BR_REC_INCLUDE_READ);
+                    }
+                br_rec_scratch_free(sc);
+                synth_free(&s);
+            }
+}
+
+static void test_ties_by_book_id(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_BIASED, BR_LOSS_MSE, 5, 301, 8, 77, 1, 0.01f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    br_rec_item it[301];
+    size_t n;
+    assert_int_equal(br_rec_user(s.rec, sc, s.uid[0], 301, BR_REC_INCLUDE_READ, it, &n, NULL),
+                     BR_OK);
+    assert_int_equal(n, 301);
+    int pairs = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        assert_true(it[i].score >= it[i + 1].score);
+        if (it[i].score == it[i + 1].score) {
+            assert_true(it[i].book_id < it[i + 1].book_id);
+            pairs++;
+        }
+    }
+    assert_true(pairs >= 150);   /* every twin pair is adjacent */
+    for (uint32_t u = 0; u < s.n_users; u++)
+        for (size_t k = 1; k <= 301; k += 37)
+            check_user(&s, sc, u, k, 0);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+static void test_simd_equals_scalar(void **state)
+{
+    (void)state;
+    const br_kernels *a = br_kernels_avx2(), *r = br_kernels_scalar();
+    if (!a)
+        skip();
+    br_rng g;
+    br_rng_seed(&g, 5);
+    for (size_t nb = 1; nb < 70; nb += 3)
+        for (size_t st = 8; st <= 40; st += 8) {
+            float *q = aligned_alloc(64, nb * st * sizeof(float) + 64);
+            float *u = aligned_alloc(64, st * sizeof(float) + 64);
+            float bias[70], o1[70], o2[70];
+            for (size_t i = 0; i < nb * st; i++)
+                q[i] = unif(&g) * 2 - 1;
+            for (size_t i = 0; i < st; i++)
+                u[i] = unif(&g) * 2 - 1;
+            for (size_t i = 0; i < nb; i++)
+                bias[i] = unif(&g);
+            a->score(u, q, nb, st, bias, 0.25f, o1);
+            r->score(u, q, nb, st, bias, 0.25f, o2);
+            assert_memory_equal(o1, o2, nb * sizeof(float));
+            a->score(u, q, nb, st, NULL, 0.0f, o1);
+            r->score(u, q, nb, st, NULL, 0.0f, o2);
+            assert_memory_equal(o1, o2, nb * sizeof(float));
+            free(q);
+            free(u);
+        }
+}
+
+static void test_read_never_returned(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_BIASED, BR_LOSS_MSE, 40, 97, 16, 9, 0, 0.01f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    br_rec_item it[97];
+    for (uint32_t u = 0; u < s.n_users; u++) {
+        size_t n, nr;
+        const uint32_t *rd = br_model_user_read(s.m, u, &nr);
+        assert_int_equal(br_rec_user(s.rec, sc, s.uid[u], 97, 0, it, &n, NULL), BR_OK);
+        assert_int_equal(n, 97 - nr);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < nr; j++)
+                assert_int_not_equal(it[i].book, rd[j]);
+        assert_int_equal(br_rec_user(s.rec, sc, s.uid[u], 97, BR_REC_INCLUDE_READ, it, &n,
+                                     NULL),
+                         BR_OK);
+        assert_int_equal(n, 97);
+    }
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+static void test_similar(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_DOT, BR_LOSS_BPR, 3, 211, 13, 21, 0, 0.01f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    const br_model *m = s.m;
+    uint32_t st = br_model_get_meta(m)->stride;
+    const float *Q = br_model_book_vecs(m), *nrm = br_model_book_norms(m);
+    br_rec_item it[211];
+    br_scored want[211];
+    for (uint32_t b = 0; b < s.n_books; b += 17) {
+        size_t n;
+        assert_int_equal(br_rec_similar(s.rec, sc, s.bid[b], 250, it, &n, NULL), BR_OK);
+        assert_int_equal(n, 210);
+        size_t w = 0;
+        for (uint32_t c = 0; c < s.n_books; c++) {
+            if (c == b)
+                continue;
+            float dot = br_kernels_scalar()->dot(Q + (size_t)b * st, Q + (size_t)c * st, st);
+            want[w++] = (br_scored){(dot * (1.0f / nrm[c])) * (1.0f / nrm[b]), c};
+        }
+        qsort(want, w, sizeof *want, cmp_scored);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(it[i].book, want[i].idx);
+            assert_true(it[i].score <= 1.0001f && it[i].score >= -1.0001f);
+        }
+        /* the true cosine, recomputed in double, agrees */
+        double dd = 0, na = 0, nc = 0;
+        for (uint32_t d = 0; d < s.dim; d++) {
+            double x = Q[(size_t)b * st + d], y = Q[(size_t)it[0].book * st + d];
+            dd += x * y;
+            na += x * x;
+            nc += y * y;
+        }
+        assert_true(fabs(dd / sqrt(na * nc) - it[0].score) < 1e-5);
+    }
+    size_t n;
+    assert_int_equal(br_rec_similar(s.rec, sc, 2, 5, it, &n, NULL), BR_ERR_NOT_FOUND);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+/* A planted reader: ratings exactly mean + b_u + b_i + p.q_i; with almost no
+ * regularisation the least-squares fold-in gives p and b_u back. */
+static void test_foldin_recovers_planted(void **state)
+{
+    (void)state;
+    for (int kind = BR_MODEL_DOT; kind <= BR_MODEL_BIASED; kind++) {
+        synth s;
+        synth_make(&s, (br_model_kind)kind, BR_LOSS_MSE, 2, 300, 12, 33, 0, 1e-9f);
+        br_rec_scratch *sc;
+        assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+        const br_model *m = s.m;
+        uint32_t st = br_model_get_meta(m)->stride;
+        const float *Q = br_model_book_vecs(m), *bb = br_model_book_bias(m);
+        br_rng g;
+        br_rng_seed(&g, 4);
+        double p[12], bu = kind == BR_MODEL_BIASED ? 0.3 : 0.0;
+        for (int d = 0; d < 12; d++)
+            p[d] = (unif(&g) - 0.5) * 1.0;
+        uint32_t ids[50];
+        float r[50];
+        for (int i = 0; i < 50; i++) {
+            uint32_t b = (uint32_t)(i * 6 + 1);
+            ids[i] = s.bid[b];
+            double v = kind == BR_MODEL_BIASED ? 3.5 + bu + bb[b] : 3.0;
+            for (int d = 0; d < 12; d++)
+                v += p[d] * Q[(size_t)b * st + d];
+            r[i] = (float)v;
+            assert_true(r[i] >= 1 && r[i] <= 5);
+        }
+        float vec[16] __attribute__((aligned(64))), bias = -1;
+        if (kind == BR_MODEL_DOT) {
+            /* a dot model has no mean: the planted ratings carry 3.0 that p
+             * cannot absorb exactly, so plant p for r - 3 + 3 = r: use r. */
+            for (int i = 0; i < 50; i++) {
+                uint32_t b = (uint32_t)(i * 6 + 1);
+                double v = 0;
+                for (int d = 0; d < 12; d++)
+                    v += p[d] * Q[(size_t)b * st + d];
+                r[i] = (float)(3.0 + v);
+            }
+        }
+        br_diag d;
+        assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, 50, vec, &bias, &d), BR_OK);
+        if (kind == BR_MODEL_BIASED) {
+            for (int k = 0; k < 12; k++)
+                assert_true(fabs(vec[k] - p[k]) < 2e-3);
+            assert_true(fabs(bias - bu) < 2e-3);
+        } else {
+            /* dot: the best p explains r = 3 + p.q as well as it can: the
+             * residual of the fit is what it must be, no more */
+            double sse_fit = 0;
+            for (int i = 0; i < 50; i++) {
+                uint32_t b = (uint32_t)(i * 6 + 1);
+                double v = 0;
+                for (int k = 0; k < 12; k++)
+                    v += vec[k] * Q[(size_t)b * st + k];
+                sse_fit += (r[i] - v) * (r[i] - v);
+            }
+            double sse_planted = 0;
+            for (int i = 0; i < 50; i++) {
+                uint32_t b = (uint32_t)(i * 6 + 1);
+                double v = 0;
+                for (int k = 0; k < 12; k++)
+                    v += p[k] * Q[(size_t)b * st + k];
+                sse_planted += (r[i] - v) * (r[i] - v);
+            }
+            assert_true(sse_fit <= sse_planted + 1e-6);
+            assert_true(bias == 0.0f);
+        }
+        for (uint32_t k = 12; k < st; k++)
+            assert_true(vec[k] == 0.0f);
+        /* the same reader, recommended: the listed books are left out */
+        br_rec_item it[300];
+        size_t n;
+        assert_int_equal(br_rec_reader(s.rec, sc, ids, r, 50, 300, 0, it, &n, &d), BR_OK);
+        assert_int_equal(n, 250);
+        for (size_t i = 0; i < n; i++)
+            assert_true(it[i].book % 6 != 1 || it[i].book > 295);
+        br_rec_scratch_free(sc);
+        synth_free(&s);
+    }
+}
+
+/* Dot model, planted exactly (no offset): recovered. */
+static void test_foldin_dot_exact(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_DOT, BR_LOSS_MSE, 2, 120, 7, 8, 0, 1e-9f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    uint32_t st = br_model_get_meta(s.m)->stride;
+    const float *Q = br_model_book_vecs(s.m);
+    /* books whose planted rating lands in 1..5 */
+    double p[7] = {4, -3, 2.5, 1, -2, 3, 0.5};
+    uint32_t ids[120];
+    float r[120];
+    size_t n = 0;
+    for (uint32_t b = 0; b < 120; b++) {
+        double v = 0;
+        for (int d = 0; d < 7; d++)
+            v += p[d] * Q[(size_t)b * st + d];
+        if (v >= 1 && v <= 5) {
+            ids[n] = s.bid[b];
+            r[n++] = (float)v;
+        }
+    }
+    assert_true(n >= 10);
+    float vec[8] __attribute__((aligned(64))), bias;
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, n, vec, &bias, NULL), BR_OK);
+    for (int d = 0; d < 7; d++)
+        assert_true(fabs(vec[d] - p[d]) < 1e-3);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+/* BPR: a reader who read the books a planted vector ranks highest gets a
+ * vector pointing the same way. */
+static void test_foldin_bpr_direction(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_DOT, BR_LOSS_BPR, 2, 500, 10, 12, 0, 0.005f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    uint32_t st = br_model_get_meta(s.m)->stride;
+    const float *Q = br_model_book_vecs(s.m);
+    double p[10] = {1, -1, 0.5, 0, 2, -0.5, 1, 0, -1, 0.3};
+    br_scored all[500];
+    for (uint32_t b = 0; b < 500; b++) {
+        double v = 0;
+        for (int d = 0; d < 10; d++)
+            v += p[d] * Q[(size_t)b * st + d];
+        all[b] = (br_scored){(float)v, b};
+    }
+    qsort(all, 500, sizeof *all, cmp_scored);
+    uint32_t ids[40];
+    for (int i = 0; i < 40; i++)
+        ids[i] = s.bid[all[i].idx];
+    float vec[16] __attribute__((aligned(64))), bias;
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, 40, vec, &bias, NULL), BR_OK);
+    double dd = 0, na = 0, nb = 0;
+    for (int d = 0; d < 10; d++) {
+        dd += vec[d] * p[d];
+        na += vec[d] * vec[d];
+        nb += p[d] * p[d];
+    }
+    assert_true(dd / sqrt(na * nb) > 0.9);
+    /* deterministic: the same list gives the same vector */
+    float vec2[16] __attribute__((aligned(64)));
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, 40, vec2, &bias, NULL), BR_OK);
+    assert_memory_equal(vec, vec2, sizeof(float) * 10);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+static void test_predict(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_BIASED, BR_LOSS_MSE, 4, 50, 9, 3, 0, 0.01f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    br_rec_item it[50];
+    size_t n;
+    assert_int_equal(br_rec_user(s.rec, sc, s.uid[2], 50, BR_REC_INCLUDE_READ, it, &n, NULL),
+                     BR_OK);
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        assert_int_equal(br_rec_predict(s.rec, s.uid[2], it[i].book_id, &v, NULL), BR_OK);
+        float want = it[i].score < 1 ? 1 : it[i].score > 5 ? 5 : it[i].score;
+        assert_memory_equal(&v, &want, sizeof v);
+    }
+    float v;
+    assert_int_equal(br_rec_predict(s.rec, 1, s.bid[0], &v, NULL), BR_ERR_NOT_FOUND);
+    assert_true(v >= 1 && v <= 5);
+    assert_int_equal(br_rec_predict(s.rec, s.uid[0], 2, &v, NULL), BR_ERR_NOT_FOUND);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+static void test_threads_agree(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_BIASED, BR_LOSS_MSE, 64, 333, 24, 99, 0, 0.01f);
+    enum { K = 7 };
+    br_rec_item serial[64][K], par[64][K];
+    size_t ns[64], np[64];
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    for (uint32_t u = 0; u < 64; u++)
+        assert_int_equal(br_rec_user(s.rec, sc, s.uid[u], K, 0, serial[u], &ns[u], NULL),
+                         BR_OK);
+    br_rec_scratch_free(sc);
+    int bad = 0;
+#pragma omp parallel num_threads(4) reduction(+ : bad)
+    {
+        br_rec_scratch *t = NULL;
+        if (br_rec_scratch_create(s.rec, &t, NULL) != BR_OK)
+            bad++;
+#pragma omp for schedule(dynamic, 1)
+        for (uint32_t u = 0; u < 64; u++)
+            if (!t || br_rec_user(s.rec, t, s.uid[u], K, 0, par[u], &np[u], NULL) != BR_OK)
+                bad++;
+        br_rec_scratch_free(t);
+    }
+    assert_int_equal(bad, 0);
+    for (uint32_t u = 0; u < 64; u++) {
+        assert_int_equal(ns[u], np[u]);
+        assert_memory_equal(serial[u], par[u], ns[u] * sizeof(br_rec_item));
+    }
+    synth_free(&s);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_BIASED, BR_LOSS_MSE, 3, 20, 4, 1, 0, 0.01f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    br_rec_item it[20];
+    size_t n;
+    br_diag d;
+    assert_int_equal(br_rec_user(s.rec, sc, 1, 5, 0, it, &n, &d), BR_ERR_NOT_FOUND);
+    assert_non_null(strstr(d.msg, "--read"));
+    assert_int_equal(br_rec_user(s.rec, sc, s.uid[0], 0, 0, it, &n, &d), BR_ERR_ARG);
+    assert_int_equal(br_rec_user(s.rec, NULL, s.uid[0], 1, 0, it, &n, &d), BR_ERR_ARG);
+    assert_int_equal(br_rec_user(s.rec, sc, s.uid[0], 1, 0, NULL, &n, &d), BR_ERR_ARG);
+    assert_int_equal(br_rec_user_index(s.rec, sc, 3, 1, 0, it, &n, &d), BR_ERR_RANGE);
+    assert_int_equal(br_rec_similar(s.rec, sc, s.bid[0], 0, it, &n, &d), BR_ERR_ARG);
+    uint32_t ids[3] = {s.bid[1], 4, s.bid[2]};   /* 4 is no book id (5b + 1) */
+    float r[3] = {4, 4, 4}, vec[8] __attribute__((aligned(64))), bias;
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, 3, vec, &bias, &d), BR_ERR_NOT_FOUND);
+    assert_non_null(strstr(d.msg, "book 4"));
+    ids[1] = s.bid[3];
+    r[2] = 6;
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, 3, vec, &bias, &d), BR_ERR_RANGE);
+    r[2] = NAN;
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, 3, vec, &bias, &d), BR_ERR_RANGE);
+    assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, 0, vec, &bias, &d), BR_ERR_EMPTY);
+    r[2] = 3;
+    /* duplicates are merged; after the failures above the scratch is clean */
+    uint32_t dup[4] = {s.bid[1], s.bid[1], s.bid[3], s.bid[3]};
+    float dr[4] = {1, 4, 2, 5};
+    assert_int_equal(br_rec_reader(s.rec, sc, dup, dr, 4, 20, 0, it, &n, &d), BR_OK);
+    assert_int_equal(n, 18);
+    uint32_t one[2] = {s.bid[1], s.bid[3]};
+    float or[2] = {4, 5};
+    br_rec_item it2[20];
+    size_t n2;
+    assert_int_equal(br_rec_reader(s.rec, sc, one, or, 2, 20, 0, it2, &n2, &d), BR_OK);
+    assert_int_equal(n2, n);
+    assert_memory_equal(it, it2, n * sizeof *it);
+    br_rec_free(NULL);
+    br_rec_scratch_free(NULL);
+    assert_int_equal(br_rec_create(NULL, NULL, &d), BR_ERR_ARG);
+    /* a scratch of another model's size is refused */
+    synth t;
+    synth_make(&t, BR_MODEL_DOT, BR_LOSS_MSE, 2, 21, 4, 2, 0, 0.01f);
+    assert_int_equal(br_rec_user(t.rec, sc, t.uid[0], 1, 0, it, &n, &d), BR_ERR_ARG);
+    synth_free(&t);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+static void test_mlp_refused(void **state)
+{
+    (void)state;
+    enum { NU = 2, NB = 3, DIM = 4, H1 = 3, H2 = 2 };
+    float P[NU * DIM] = {0}, Q[NB * DIM] = {0};
+    float mlp[2 * DIM * H1 + H1 + H1 * H2 + H2 + H2 + 1] = {0};
+    uint32_t uid[NU] = {1, 2}, bid[NB] = {1, 2, 3}, idx[1] = {0};
+    uint64_t ptr[NU + 1] = {0, 1, 1};
+    br_model_data d;
+    memset(&d, 0, sizeof d);
+    d.meta.kind = BR_MODEL_MLP;
+    d.meta.loss = BR_LOSS_MSE;
+    d.meta.optim = BR_OPTIM_SGD;
+    d.meta.dim = DIM;
+    d.meta.n_users = NU;
+    d.meta.n_books = NB;
+    d.meta.mlp_h1 = H1;
+    d.meta.mlp_h2 = H2;
+    d.meta.created_unix = 1;
+    d.user_vecs = P;
+    d.book_vecs = Q;
+    d.src_stride = DIM;
+    d.mlp = mlp;
+    d.user_ids = uid;
+    d.book_ids = bid;
+    d.read_ptr = ptr;
+    d.read_idx = idx;
+    void *buf;
+    size_t len;
+    br_model *m;
+    br_rec *r = (br_rec *)1;
+    br_diag dg;
+    assert_int_equal(br_model_save_buffer(&d, &buf, &len, &dg), BR_OK);
+    assert_int_equal(br_model_open_buffer(buf, len, &m, &dg), BR_OK);
+    assert_int_equal(br_rec_create(m, &r, &dg), BR_ERR_UNSUPPORTED);
+    assert_null(r);
+    assert_non_null(strstr(dg.msg, "not supported"));
+    br_model_free(m);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_topk_equals_reference),
+        cmocka_unit_test(test_ties_by_book_id),
+        cmocka_unit_test(test_simd_equals_scalar),
+        cmocka_unit_test(test_read_never_returned),
+        cmocka_unit_test(test_similar),
+        cmocka_unit_test(test_foldin_recovers_planted),
+        cmocka_unit_test(test_foldin_dot_exact),
+        cmocka_unit_test(test_foldin_bpr_direction),
+        cmocka_unit_test(test_predict),
+        cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_mlp_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
