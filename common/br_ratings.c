@@ -2,11 +2,24 @@
  * br_ratings.c - ratings loading (CSV text -> external id arrays), id
  * mapping, duplicate merging, splits and CSR views.
  *
- * The parser walks the buffer line by line with memchr and never reads past
- * `len`; every failure names the file and line. Merging sorts row indices by
- * (user, book) with two stable counting sorts (by book, then by user), so
- * rows of one pair stay in file order and the last one is kept: O(n + users
- * + books) time, no comparison sort.
+ * The parser walks the buffer line by line and never reads past `len`;
+ * every failure names the file and line. Rows of the usual shape (only the
+ * needed columns, plain integers, a rating 1..5) take a fast path that reads
+ * the digits in one pass; any other row goes through the general path, which
+ * accepts or rejects it with the same result the fast path would give.
+ *
+ * Merging: ids are mapped in place, rows are grouped by user with one stable
+ * counting sort (skipped when the input is already in (user, book) order, as
+ * the generator's output is), each user's books are sorted stably (usually
+ * already in order: the original goodbooks release is sorted by book), and
+ * of each run of equal (user, book) the last row - the latest in file order -
+ * is kept, compacting the row arrays in place so they become the result.
+ * O(n + users + books) time for input sorted by user or by book; other
+ * orders add an O(k log k) merge sort of each user's k rows.
+ *
+ * Large arrays are 2 MB aligned and marked for transparent huge pages: on
+ * virtual machines a 4 KB page fault can cost 10-20 us, and first-touch
+ * faults were then the largest part of a load.
  */
 #include "br_ratings.h"
 #include "br_io.h"
@@ -18,6 +31,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* ---- allocation ---------------------------------------------------------- */
+
+#define BR_HUGE_PAGE ((size_t)2 << 20)
+
+/* malloc for row arrays. From 2 MB up: whole 2 MB pages, 2 MB aligned, with
+ * a transparent huge page hint, so touching it takes a fault per 2 MB instead
+ * of per 4 KB. Released with free(); never returns NULL for bytes == 0. */
+static void *br_alloc_rows(size_t bytes)
+{
+    if (bytes < BR_HUGE_PAGE)
+        return malloc(bytes ? bytes : 1);
+    if (bytes > SIZE_MAX - BR_HUGE_PAGE)
+        return NULL;
+    bytes = (bytes + BR_HUGE_PAGE - 1) & ~(BR_HUGE_PAGE - 1);
+    void *p = NULL;
+    if (posix_memalign(&p, BR_HUGE_PAGE, bytes))
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE);   /* only a hint: errors are ignored */
+#endif
+    return p;
+}
 
 /* ---- small text helpers ------------------------------------------------ */
 
@@ -111,9 +148,10 @@ static int br_cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Maps ext[0..n) to dense internal indices in ascending id order. Fills
- * *ids (distinct ids ascending), *n_ids, idx[] and, when ids are dense
- * enough, a direct lookup table lut[id] = internal + 1. */
+/* Maps ext[0..n) to dense internal indices in ascending id order, writing
+ * them to idx[] (which may be ext itself). Fills *ids (distinct ids
+ * ascending), *n_ids and, when ids are dense enough, a direct lookup table
+ * lut[id] = internal + 1. */
 static br_err br_map_ids(const uint32_t *ext, size_t n, uint32_t *idx, uint32_t **ids,
                          uint32_t *n_ids, uint32_t **lut, uint32_t *lut_n)
 {
@@ -223,81 +261,174 @@ void br_ratings_free(br_ratings *r)
 
 /* ---- build: map ids, merge duplicates, sort by (user, book) ------------- */
 
-/* Takes the external arrays (not owned) and fills r. */
-static br_err br_ratings_finish(br_ratings *r, const uint32_t *uext, const uint32_t *bext,
-                                const float *val, size_t n, br_diag *diag)
+/* Bottom-up merge sort of k distinct keys; tmp holds k more. */
+static void br_sort_keys(uint64_t *a, uint64_t *tmp, size_t k)
+{
+    uint64_t *src = a, *dst = tmp;
+    for (size_t w = 1; w < k; w *= 2) {
+        for (size_t lo = 0; lo < k; lo += 2 * w) {
+            size_t mid = lo + w < k ? lo + w : k, hi = lo + 2 * w < k ? lo + 2 * w : k;
+            size_t i = lo, j = mid, o = lo;
+            while (i < mid && j < hi)
+                dst[o++] = src[j] < src[i] ? src[j++] : src[i++];
+            while (i < mid)
+                dst[o++] = src[i++];
+            while (j < hi)
+                dst[o++] = src[j++];
+        }
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, k * sizeof *a);
+}
+
+/* Sorts one user's rows by book, stably (rows of one book keep their file
+ * order), carrying the ratings along. Short runs: insertion sort. Long runs:
+ * keys (book << 32 | position) sorted in keys[0..2k), ratings via vtmp[k]. */
+static void br_sort_segment(uint32_t *book, float *val, size_t k, uint64_t *keys, float *vtmp)
+{
+    if (k <= 32) {
+        for (size_t i = 1; i < k; i++) {
+            uint32_t b = book[i];
+            float v = val[i];
+            size_t j = i;
+            for (; j > 0 && book[j - 1] > b; j--) {
+                book[j] = book[j - 1];
+                val[j] = val[j - 1];
+            }
+            book[j] = b;
+            val[j] = v;
+        }
+        return;
+    }
+    for (size_t i = 0; i < k; i++)
+        keys[i] = (uint64_t)book[i] << 32 | i;
+    br_sort_keys(keys, keys + k, k);
+    for (size_t i = 0; i < k; i++) {
+        book[i] = (uint32_t)(keys[i] >> 32);
+        vtmp[i] = val[(uint32_t)keys[i]];
+    }
+    memcpy(val, vtmp, k * sizeof *val);
+}
+
+/* Fills r from n rows and takes ownership of the three row arrays (made by
+ * br_alloc_rows): ui[] and bi[] hold external ids, val[] the ratings. They
+ * are mapped and compacted in place and become r's arrays, or are freed. */
+static br_err br_ratings_finish(br_ratings *r, uint32_t *ui, uint32_t *bi, float *val, size_t n,
+                                br_diag *diag)
 {
     br_err e = BR_ERR_NOMEM;
-    uint32_t *ui = malloc((n ? n : 1) * sizeof *ui);
-    uint32_t *bi = malloc((n ? n : 1) * sizeof *bi);
-    uint32_t *o1 = malloc((n ? n : 1) * sizeof *o1);
-    uint32_t *o2 = malloc((n ? n : 1) * sizeof *o2);
-    uint64_t *cnt = NULL;
-    if (!ui || !bi || !o1 || !o2)
+    uint64_t *ptr = NULL, *keys = NULL;
+    uint32_t *sb = NULL;
+    float *sv = NULL, *vtmp = NULL;
+    if (br_map_ids(ui, n, ui, &r->user_ids, &r->n_users, &r->user_lut, &r->user_lut_n) ||
+        br_map_ids(bi, n, bi, &r->book_ids, &r->n_books, &r->book_lut, &r->book_lut_n))
         goto out;
-    if (br_map_ids(uext, n, ui, &r->user_ids, &r->n_users, &r->user_lut, &r->user_lut_n) ||
-        br_map_ids(bext, n, bi, &r->book_ids, &r->n_books, &r->book_lut, &r->book_lut_n))
-        goto out;
+    const uint32_t n_users = r->n_users;
 
-    /* Stable counting sort by book, then by user: (user, book, file order). */
-    size_t cmax = (r->n_users > r->n_books ? r->n_users : r->n_books) + 1;
-    cnt = calloc(cmax, sizeof *cnt);
-    if (!cnt)
+    /* Rows per user, and whether the rows are already in (user, book) order.
+     * ptr[u] becomes the first row of user u (ptr[n_users] = n). */
+    ptr = calloc((size_t)n_users + 1, sizeof *ptr);
+    if (!ptr)
         goto out;
+    int sorted = 1;
     for (size_t i = 0; i < n; i++)
-        cnt[bi[i] + 1]++;
-    for (size_t b = 1; b <= r->n_books; b++)
-        cnt[b] += cnt[b - 1];
-    for (size_t i = 0; i < n; i++)
-        o1[cnt[bi[i]]++] = (uint32_t)i;
-    memset(cnt, 0, cmax * sizeof *cnt);
-    for (size_t i = 0; i < n; i++)
-        cnt[ui[i] + 1]++;
-    for (size_t u = 1; u <= r->n_users; u++)
-        cnt[u] += cnt[u - 1];
-    for (size_t j = 0; j < n; j++) {
-        uint32_t i = o1[j];
-        o2[cnt[ui[i]]++] = i;
+        ptr[ui[i] + 1]++;
+    for (size_t i = 1; i < n && sorted; i++)
+        sorted = ui[i - 1] < ui[i] || (ui[i - 1] == ui[i] && bi[i - 1] <= bi[i]);
+    uint64_t longest = 0;
+    for (uint32_t u = 0; u < n_users; u++) {
+        if (ptr[u + 1] > longest)
+            longest = ptr[u + 1];
+        ptr[u + 1] += ptr[u];
     }
 
-    /* Count distinct pairs, then keep the last row of each. */
-    size_t m = 0;
-    for (size_t j = 0; j < n; j++) {
-        uint32_t i = o2[j];
-        int last = (j + 1 == n) || ui[o2[j + 1]] != ui[i] || bi[o2[j + 1]] != bi[i];
-        if (last)
-            m++;
+    /* Otherwise group the rows by user (stable counting sort), then sort each
+     * user's rows by book. */
+    if (!sorted) {
+        sb = br_alloc_rows(n * sizeof *sb);
+        sv = br_alloc_rows(n * sizeof *sv);
+        if (!sb || !sv)
+            goto out;
+        for (size_t i = 0; i < n; i++) {   /* ptr[u] walks to the end of user u */
+            uint64_t at = ptr[ui[i]]++;
+            sb[at] = bi[i];
+            sv[at] = val[i];
+        }
+        memmove(ptr + 1, ptr, (size_t)n_users * sizeof *ptr);
+        ptr[0] = 0;
+        free(bi);
+        free(val);
+        bi = sb;
+        val = sv;
+        sb = NULL;
+        sv = NULL;
+        for (uint32_t u = 0; u < n_users; u++) {
+            size_t s = ptr[u], k = ptr[u + 1] - s, j = 1;
+            while (j < k && bi[s + j - 1] <= bi[s + j])
+                j++;
+            if (j >= k)
+                continue;   /* already in book order */
+            if (k > 32 && !keys) {
+                keys = malloc(2 * longest * sizeof *keys);
+                vtmp = malloc(longest * sizeof *vtmp);
+                if (!keys || !vtmp)
+                    goto out;
+            }
+            br_sort_segment(bi + s, val + s, k, keys, vtmp);
+        }
     }
-    r->user = malloc((m ? m : 1) * sizeof *r->user);
-    r->book = malloc((m ? m : 1) * sizeof *r->book);
-    r->rating = malloc((m ? m : 1) * sizeof *r->rating);
-    r->user_ptr = calloc((size_t)r->n_users + 1, sizeof *r->user_ptr);
-    if (!r->user || !r->book || !r->rating || !r->user_ptr)
-        goto out;
-    size_t k = 0, run = 1;
+
+    /* Keep the last row of each (user, book) run, compacting in place: row m
+     * is written only after rows up to j >= m have been read. ptr[] turns
+     * from row offsets into rating offsets on the way. */
+    size_t m = 0, run = 1, dup_pairs = 0, dup_rows = 0, s = 0;
     double sum = 0;
-    for (size_t j = 0; j < n; j++) {
-        uint32_t i = o2[j];
-        int last = (j + 1 == n) || ui[o2[j + 1]] != ui[i] || bi[o2[j + 1]] != bi[i];
-        if (!last) {
-            run++;
-            continue;
+    for (uint32_t u = 0; u < n_users; u++) {
+        size_t t = ptr[u + 1];
+        for (size_t j = s; j < t; j++) {
+            uint32_t b = bi[j];
+            if (j + 1 < t && bi[j + 1] == b) {
+                run++;
+                continue;
+            }
+            if (run > 1) {
+                dup_pairs++;
+                dup_rows += run - 1;
+                run = 1;
+            }
+            float v = val[j];
+            ui[m] = u;
+            bi[m] = b;
+            val[m] = v;
+            sum += v;
+            m++;
         }
-        if (run > 1) {
-            r->dup_pairs++;
-            r->dup_rows += run - 1;
-        }
-        run = 1;
-        r->user[k] = ui[i];
-        r->book[k] = bi[i];
-        r->rating[k] = val[i];
-        r->user_ptr[ui[i] + 1]++;
-        sum += val[i];
-        k++;
+        ptr[u + 1] = m;
+        s = t;
     }
-    for (uint32_t u = 0; u < r->n_users; u++)
-        r->user_ptr[u + 1] += r->user_ptr[u];
+    if (m < n) {   /* give back the room of the merged duplicates */
+        uint32_t *pu = realloc(ui, m * sizeof *pu), *pb = realloc(bi, m * sizeof *pb);
+        float *pr = realloc(val, m * sizeof *pr);
+        if (pu)
+            ui = pu;
+        if (pb)
+            bi = pb;
+        if (pr)
+            val = pr;
+    }
+    r->user = ui;
+    r->book = bi;
+    r->rating = val;
+    r->user_ptr = ptr;
+    ui = bi = NULL;
+    val = NULL;
+    ptr = NULL;
     r->n = m;
+    r->dup_pairs = dup_pairs;
+    r->dup_rows = dup_rows;
     r->mean = m ? sum / (double)m : 0.0;
 
     /* Fingerprint: ids and the merged ratings in canonical order. */
@@ -310,9 +441,12 @@ static br_err br_ratings_finish(br_ratings *r, const uint32_t *uext, const uint3
 out:
     free(ui);
     free(bi);
-    free(o1);
-    free(o2);
-    free(cnt);
+    free(val);
+    free(ptr);
+    free(keys);
+    free(sb);
+    free(sv);
+    free(vtmp);
     if (e)
         br_fail(diag, e, "out of memory while indexing %zu ratings", n);
     return e;
@@ -339,7 +473,20 @@ br_err br_ratings_build(const uint32_t *user_ids, const uint32_t *book_ids,
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     r->user_first = 1;
     r->rows = n;
-    br_err e = br_ratings_finish(r, user_ids, book_ids, ratings, n, diag);
+    uint32_t *ui = br_alloc_rows(n * sizeof *ui), *bi = br_alloc_rows(n * sizeof *bi);
+    float *val = br_alloc_rows(n * sizeof *val);
+    br_err e;
+    if (ui && bi && val) {
+        memcpy(ui, user_ids, n * sizeof *ui);
+        memcpy(bi, book_ids, n * sizeof *bi);
+        memcpy(val, ratings, n * sizeof *val);
+        e = br_ratings_finish(r, ui, bi, val, n, diag);   /* owns the copies */
+    } else {
+        free(ui);
+        free(bi);
+        free(val);
+        e = br_fail(diag, BR_ERR_NOMEM, "out of memory for %zu ratings", n);
+    }
     if (e) {
         br_ratings_free(r);
         return e;
@@ -405,13 +552,14 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     r->user_first = ucol < bcol;
 
-    /* Capacity: one row per newline, plus a final unterminated row. */
+    /* Capacity: one row per newline, plus a final unterminated row (a plain
+     * loop: the compiler vectorises it). */
     size_t cap = 1;
-    for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))); q++)
-        cap++;
-    uint32_t *uext = malloc(cap * sizeof *uext);
-    uint32_t *bext = malloc(cap * sizeof *bext);
-    float *val = malloc(cap * sizeof *val);
+    for (const char *q = p; q < end; q++)
+        cap += *q == '\n';
+    uint32_t *uext = br_alloc_rows(cap * sizeof *uext);
+    uint32_t *bext = br_alloc_rows(cap * sizeof *bext);
+    float *val = br_alloc_rows(cap * sizeof *val);
     br_err err = BR_OK;
     if (!uext || !bext || !val) {
         err = br_fail(diag, BR_ERR_NOMEM, "%s: out of memory", name);
@@ -422,7 +570,46 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
     p = nl ? nl + 1 : end;
     line++;
     char msg[BR_DIAG_MAX];
+    /* The fast path takes rows of exactly the needed columns. */
+    const int fast = ncols == (rcol >= 0 ? 3 : 2);
     for (; p < end; line++) {
+        if (fast) {
+            /* Plain integers: ids of 1..10 digits in 1..BR_MAX_ID, a rating
+             * 1..5; then CR LF, LF or the end. Anything else falls through. */
+            const char *q = p;
+            uint32_t v[3];
+            int c = 0;
+            for (; c < ncols; c++) {
+                if (c) {
+                    if (q >= end || *q != ',')
+                        break;
+                    q++;
+                }
+                const char *f0 = q, *lim = end - q > 10 ? q + 10 : end;
+                uint64_t x = 0;
+                unsigned d;
+                while (q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9) {
+                    x = x * 10 + d;
+                    q++;
+                }
+                if (q == f0 || x == 0 || x > BR_MAX_ID)
+                    break;
+                v[c] = (uint32_t)x;
+            }
+            if (c == ncols) {
+                if (q < end && *q == '\r')
+                    q++;
+                uint32_t rating = rcol >= 0 ? v[rcol] : 1;
+                if ((q == end || *q == '\n') && rating <= 5) {
+                    uext[n] = v[ucol];
+                    bext[n] = v[bcol];
+                    val[n] = (float)rating;
+                    n++;
+                    p = q < end ? q + 1 : end;
+                    continue;
+                }
+            }
+        }
         const char *e = memchr(p, '\n', (size_t)(end - p));
         const char *next = e ? e + 1 : end;
         if (!e)
@@ -436,6 +623,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
         uint32_t u = 0, b = 0;
         double rv = 1.0;
         int col = 0, bad = 0;
+        br_err bad_code = BR_ERR_PARSE;   /* BR_ERR_RANGE for a well-formed value out of range */
         char t[64];
         const char *f = p;
         for (;;) {
@@ -456,6 +644,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
                     snprintf(msg, sizeof msg, "%s:%zu: %s %s is out of range (1..%u)", name,
                              line, what, br_field_text(f, fl, t), BR_MAX_ID);
                     bad = 1;
+                    bad_code = BR_ERR_RANGE;
                     break;
                 }
                 if (col == ucol)
@@ -473,6 +662,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
                     snprintf(msg, sizeof msg, "%s:%zu: rating %s is outside 1..5", name, line,
                              br_field_text(f, fl, t));
                     bad = 1;
+                    bad_code = BR_ERR_RANGE;
                     break;
                 }
             }
@@ -488,7 +678,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
         }
         if (bad) {
             if (!opts->skip_bad) {
-                err = br_fail(diag, BR_ERR_PARSE, "%s", msg);
+                err = br_fail(diag, bad_code, "%s", msg);
                 goto fail;
             }
             if (r->skipped++ == 0) {
@@ -514,12 +704,11 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
         goto fail;
     }
     r->rows = n;
-    err = br_ratings_finish(r, uext, bext, val, n, diag);
+    err = br_ratings_finish(r, uext, bext, val, n, diag);   /* owns the row arrays */
+    uext = bext = NULL;
+    val = NULL;
     if (err)
         goto fail;
-    free(uext);
-    free(bext);
-    free(val);
     *out = r;
     return BR_OK;
 fail:
