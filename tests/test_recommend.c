@@ -246,8 +246,8 @@ static void test_simd_equals_scalar(void **state)
     br_rng_seed(&g, 5);
     for (size_t nb = 1; nb < 70; nb += 3)
         for (size_t st = 8; st <= 40; st += 8) {
-            float *q = aligned_alloc(64, nb * st * sizeof(float) + 64);
-            float *u = aligned_alloc(64, st * sizeof(float) + 64);
+            float *q = aligned_alloc(64, (nb * st * sizeof(float) + 63) / 64 * 64);
+            float *u = aligned_alloc(64, (st * sizeof(float) + 63) / 64 * 64);
             float bias[70], o1[70], o2[70];
             for (size_t i = 0; i < nb * st; i++)
                 q[i] = unif(&g) * 2 - 1;
