@@ -437,6 +437,24 @@ static double br_step_implicit_user(br_trainer *t, const br_csr *N, uint32_t u, 
     return acc;
 }
 
+/* 1 if every float of v[0..n) is finite. */
+static int br_all_finite(const float *v, size_t n)
+{
+    int ok = 1;
+    for (size_t i = 0; v && i < n; i++)
+        ok &= isfinite(v[i]) != 0;
+    return ok;
+}
+
+/* 1 if every parameter (and the SVD++ rows, if any) is finite. */
+static int br_params_finite(const br_trainer *t)
+{
+    size_t nu = (size_t)t->n_users * t->stride, nb = (size_t)t->n_books * t->stride;
+    return br_all_finite(t->P, nu) && br_all_finite(t->Q, nb) &&
+           br_all_finite(t->bu, t->n_users) && br_all_finite(t->bb, t->n_books) &&
+           br_all_finite(t->Y, nb) && br_all_finite(t->Peff, nu);
+}
+
 br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, double *loss,
                         br_diag *diag)
 {
@@ -517,6 +535,12 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         return br_fail(diag, BR_ERR_NUMERIC,
                        "training diverged at epoch %u (loss is %s); lower --lr or raise --reg",
                        epoch + 1, isnan(*loss) ? "NaN" : "infinite");
+    /* The loss is measured before each update, so the last updates of a pass
+     * can overflow a parameter while the loss still looks finite. */
+    if (!br_params_finite(t))
+        return br_fail(diag, BR_ERR_NUMERIC,
+                       "training diverged at epoch %u (a parameter is no longer finite); "
+                       "lower --lr or raise --reg", epoch + 1);
     return BR_OK;
 }
 

@@ -68,6 +68,23 @@ static int die_msg(int code, const char *fmt, ...)
     return code;
 }
 
+/* Fails before loading and training, not after: the folder that will hold
+ * an output file must exist and be writable. Returns the exit code, 0 if ok. */
+static int check_output(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return die_msg(1, "cannot write %s: %s (folder %s)", path, strerror(errno), dir);
+    return 0;
+}
+
 static int parse_choice(const char *v, const char *const *names, const int *values, int *out)
 {
     for (int i = 0; names[i]; i++)
@@ -329,6 +346,11 @@ int main(int argc, char **argv)
         return die_msg(2, "--valid must be in [0, 1), not %g", c.valid);
     if (c.topk == 0)
         return die_msg(2, "--top must be at least 1");
+    int orc = check_output(c.out);
+    if (!orc && c.metrics)
+        orc = check_output(c.metrics);
+    if (orc)
+        return orc;
 
     br_train_opts to;
     br_train_defaults(&to, (br_model_kind)kind, (br_loss_kind)loss, (br_optim_kind)optim);
