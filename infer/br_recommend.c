@@ -626,7 +626,7 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
         }
         if (!isfinite(norm))
             return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
-        if (step <= 1e-7 * (norm > 1.0 ? norm : 1.0))
+        if (step <= 1e-4 * (norm > 1.0 ? norm : 1.0))
             break;
     }
     memset(vec, 0, r->stride * sizeof *vec);
