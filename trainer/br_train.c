@@ -23,13 +23,22 @@ typedef struct br_triplet {
     float rating;
 } br_triplet;
 
+#define BR_BIAS_PITCH 16
+#define BU(t, u) ((t)->ubs[(size_t)(u) * BR_BIAS_PITCH])
+#define BB(t, b) ((t)->bbs[(size_t)(b) * BR_BIAS_PITCH])
+
 struct br_trainer {
     br_train_opts o;
     uint32_t n_users, n_books, stride;
     float mean;
     float *P, *Q, *bu, *bb;                 /* parameters */
     float *mP, *vP, *mQ, *vQ;               /* Adam moments */
-    float *mbu, *vbu, *mbb, *vbb;
+    /* Biases live in slots of BR_BIAS_PITCH floats (one cache line each:
+     * bias, Adam m, Adam v) so that Hogwild threads updating the biases of
+     * different users or books never share a cache line; bu/bb above are
+     * contiguous copies refreshed after every epoch for evaluation and the
+     * model file. */
+    float *ubs, *bbs;
     float *powU, *powB;                     /* Adam: beta1^t, beta2^t per row (2 floats) */
     float *sP, *sQ, *sbu, *sbb, *sY;        /* snapshot */
     float *Y, *Peff;                        /* SVD++: implicit vectors, effective user rows */
@@ -80,8 +89,8 @@ void br_trainer_free(br_trainer *t)
 {
     if (!t)
         return;
-    float *arr[] = {t->P, t->Q, t->bu, t->bb, t->mP, t->vP, t->mQ, t->vQ, t->mbu, t->vbu,
-                    t->mbb, t->vbb, t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb, t->sY,
+    float *arr[] = {t->P, t->Q, t->bu, t->bb, t->mP, t->vP, t->mQ, t->vQ, t->ubs, t->bbs,
+                    t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb, t->sY,
                     t->Y, t->Peff};
     free(t->uptr);
     free(t->uorder);
@@ -130,7 +139,9 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
     if (biased) {
         t->bu = br_falloc(n_users);
         t->bb = br_falloc(n_books);
-        ok = ok && t->bu && t->bb;
+        t->ubs = br_falloc((size_t)n_users * BR_BIAS_PITCH);
+        t->bbs = br_falloc((size_t)n_books * BR_BIAS_PITCH);
+        ok = ok && t->bu && t->bb && t->ubs && t->bbs;
     }
     if (adam) {
         t->mP = br_falloc(nu);
@@ -140,13 +151,6 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
         t->powU = br_falloc((size_t)n_users * 2);
         t->powB = br_falloc((size_t)n_books * 2);
         ok = ok && t->mP && t->vP && t->mQ && t->vQ && t->powU && t->powB;
-        if (biased) {
-            t->mbu = br_falloc(n_users);
-            t->vbu = br_falloc(n_users);
-            t->mbb = br_falloc(n_books);
-            t->vbb = br_falloc(n_books);
-            ok = ok && t->mbu && t->vbu && t->mbb && t->vbb;
-        }
     }
     if (o->implicit) {
         t->Y = br_falloc(nb);
@@ -187,13 +191,13 @@ static inline float br_step_sgd(br_trainer *t, uint32_t u, uint32_t b, float r, 
 {
     float *p = t->P + (size_t)u * t->stride, *q = t->Q + (size_t)b * t->stride;
     float base = t->mean;
-    if (t->bu)
-        base += t->bu[u] + t->bb[b];
+    if (t->ubs)
+        base += BU(t, u) + BB(t, b);
     float e = t->k->sgd_mf(p, q, t->stride, base, r, lr, t->o.reg);
-    if (t->bu) {
+    if (t->ubs) {
         float rb = t->o.reg_bias;
-        t->bu[u] += lr * (e - rb * t->bu[u]);
-        t->bb[b] += lr * (e - rb * t->bb[b]);
+        BU(t, u) += lr * (e - rb * BU(t, u));
+        BB(t, b) += lr * (e - rb * BB(t, b));
     }
     return e;
 }
@@ -221,16 +225,16 @@ static inline float br_step_adam(br_trainer *t, uint32_t u, uint32_t b, float r,
 {
     size_t ou = (size_t)u * t->stride, ob = (size_t)b * t->stride;
     float base = t->mean;
-    if (t->bu)
-        base += t->bu[u] + t->bb[b];
+    if (t->ubs)
+        base += BU(t, u) + BB(t, b);
     float cu = br_adam_scale(t->powU + 2 * (size_t)u, a);
     float cb = br_adam_scale(t->powB + 2 * (size_t)b, a);
     float e = t->k->adam_mf(t->P + ou, t->Q + ob, t->mP + ou, t->vP + ou, t->mQ + ob,
                             t->vQ + ob, t->stride, base, r, a, cu, cb);
-    if (t->bu) {
-        float rb = t->o.reg_bias;
-        br_adam_scalar(&t->bu[u], &t->mbu[u], &t->vbu[u], -e + rb * t->bu[u], a, cu);
-        br_adam_scalar(&t->bb[b], &t->mbb[b], &t->vbb[b], -e + rb * t->bb[b], a, cb);
+    if (t->ubs) {
+        float rb = t->o.reg_bias, *su = &BU(t, u), *sb = &BB(t, b);
+        br_adam_scalar(su, su + 1, su + 2, -e + rb * su[0], a, cu);
+        br_adam_scalar(sb, sb + 1, sb + 2, -e + rb * sb[0], a, cb);
     }
     return e;
 }
@@ -253,12 +257,12 @@ static inline float br_step_bpr(br_trainer *t, uint32_t u, uint32_t i, uint32_t 
 {
     float *p = t->P + (size_t)u * t->stride;
     float *qi = t->Q + (size_t)i * t->stride, *qj = t->Q + (size_t)j * t->stride;
-    float bd = t->bb ? t->bb[i] - t->bb[j] : 0.0f;
+    float bd = t->bbs ? BB(t, i) - BB(t, j) : 0.0f;
     float x = t->k->bpr_mf(p, qi, qj, t->stride, bd, lr, t->o.reg);
-    if (t->bb) {
+    if (t->bbs) {
         float g = br_sigmoid_neg(x), rb = t->o.reg_bias;
-        t->bb[i] += lr * (g - rb * t->bb[i]);
-        t->bb[j] += lr * (-g - rb * t->bb[j]);
+        BB(t, i) += lr * (g - rb * BB(t, i));
+        BB(t, j) += lr * (-g - rb * BB(t, j));
     }
     return x;
 }
@@ -267,6 +271,27 @@ static inline float br_step_bpr(br_trainer *t, uint32_t u, uint32_t i, uint32_t 
 static inline float br_softplus_neg(float x)
 {
     return x > 0 ? log1pf(expf(-x)) : -x + log1pf(expf(x));
+}
+
+/* Contiguous copies of the padded bias slots (and back). */
+static void br_bias_export(br_trainer *t)
+{
+    if (!t->ubs)
+        return;
+    for (uint32_t u = 0; u < t->n_users; u++)
+        t->bu[u] = BU(t, u);
+    for (uint32_t b = 0; b < t->n_books; b++)
+        t->bb[b] = BB(t, b);
+}
+
+static void br_bias_import(br_trainer *t)
+{
+    if (!t->ubs)
+        return;
+    for (uint32_t u = 0; u < t->n_users; u++)
+        BU(t, u) = t->bu[u];
+    for (uint32_t b = 0; b < t->n_books; b++)
+        BB(t, b) = t->bb[b];
 }
 
 /* Uniform shuffle in cache-friendly passes: scatter every element to a
@@ -413,11 +438,11 @@ static double br_step_implicit_user(br_trainer *t, const br_csr *N, uint32_t u, 
     for (uint64_t k = t->uptr[u]; k < t->uptr[u + 1]; k++) {
         const br_triplet *x = &t->data[k];
         float *q = t->Q + (size_t)x->book * t->stride;
-        float base = t->mean + (t->bu[u] + t->bb[x->book]);
+        float base = t->mean + (BU(t, u) + BB(t, x->book));
         float e = t->k->sgd_mf(pe, q, t->stride, base, x->rating, lr, t->o.reg);
         float rb = t->o.reg_bias;
-        t->bu[u] += lr * (e - rb * t->bu[u]);
-        t->bb[x->book] += lr * (e - rb * t->bb[x->book]);
+        BU(t, u) += lr * (e - rb * BU(t, u));
+        BB(t, x->book) += lr * (e - rb * BB(t, x->book));
         acc += (double)e * e;
     }
     /* delta = pe - (p + z) */
@@ -517,7 +542,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                         break;
                     }
                     float sj = t->k->dot(p, t->Q + (size_t)j * t->stride, t->stride) +
-                               (t->bb ? t->bb[j] : 0.0f);
+                               (t->bbs ? BB(t, j) : 0.0f);
                     if (sj > best_s) {
                         best_s = sj;
                         best = j;
@@ -531,6 +556,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
     *loss = n ? total / (double)n : 0.0;
     if (t->o.implicit)
         br_implicit_materialize(t, d->implicit_sets);
+    br_bias_export(t);
     if (!isfinite(*loss))
         return br_fail(diag, BR_ERR_NUMERIC,
                        "training diverged at epoch %u (loss is %s); lower --lr or raise --reg",
@@ -582,6 +608,7 @@ void br_trainer_restore(br_trainer *t)
     if (t->bu) {
         memcpy(t->bu, t->sbu, t->n_users * sizeof(float));
         memcpy(t->bb, t->sbb, t->n_books * sizeof(float));
+        br_bias_import(t);
     }
 }
 
