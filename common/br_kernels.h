@@ -11,7 +11,7 @@
  * Vector lengths `n` are multiples of 8 (rows are zero padded to the stored
  * stride) and rows are 32-byte aligned.
  *
- * THE HOGWILD KERNELS. sgd_mf, adam_mf and bpr_mf update shared embedding
+ * THE HOGWILD KERNELS. sgd_mf, adam_mf, bpr_mf and adam_bpr update shared embedding
  * rows with no lock: several trainer threads may read and write the same row
  * at once (Hogwild!, Niu et al. 2011). The races are deliberate and confined
  * to these kernels; a torn update costs a little accuracy, never memory
@@ -55,6 +55,14 @@ typedef struct br_kernels {
      * Returns x. Hogwild. */
     float (*bpr_mf)(float *p, float *qi, float *qj, size_t n, float base_diff, float lr,
                     float reg);
+
+    /* One lazy-Adam step of BPR (same x and g as bpr_mf), updating p, qi,
+     * qj and their moments; cp, ci, cj are each row's step scale as in
+     * adam_mf. Gradients: -g (qi - qj) + reg p, -g p + reg qi, g p + reg qj.
+     * Returns x. Hogwild. */
+    float (*adam_bpr)(float *p, float *qi, float *qj, float *mp, float *vp, float *mi,
+                      float *vi, float *mj, float *vj, size_t n, float base_diff,
+                      const br_adam *a, float cp, float ci, float cj);
 
     /* Scores every book: out[b] = add + (bias ? bias[b] : 0) + u . Q[b],
      * Q holding n_books rows of `stride` floats; n = stride. */

@@ -111,6 +111,47 @@ static float br_bpr_mf_avx2(float *p, float *qi, float *qj, size_t n, float base
     return x;
 }
 
+/* One Adam step of 8 coordinates; mirrors br_adam_coord in the scalar file. */
+static inline __m256 br_adam_coord8(__m256 x, __m256 g, float *m, float *v, __m256 b1,
+                                    __m256 b2, __m256 c1, __m256 c2, __m256 eps, __m256 c)
+{
+    __m256 m1 = _mm256_fmadd_ps(b1, _mm256_loadu_ps(m), _mm256_mul_ps(c1, g));
+    __m256 v1 = _mm256_fmadd_ps(b2, _mm256_loadu_ps(v), _mm256_mul_ps(_mm256_mul_ps(c2, g), g));
+    _mm256_storeu_ps(m, m1);
+    _mm256_storeu_ps(v, v1);
+    __m256 s = _mm256_div_ps(m1, _mm256_add_ps(_mm256_sqrt_ps(v1), eps));
+    return _mm256_fnmadd_ps(c, s, x);
+}
+
+static float br_adam_bpr_avx2(float *p, float *qi, float *qj, float *mp, float *vp, float *mi,
+                              float *vi, float *mj, float *vj, size_t n, float base_diff,
+                              const br_adam *a, float cp, float ci, float cj)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(qi + i), _mm256_loadu_ps(qj + i));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(p + i), d, acc);
+    }
+    float x = base_diff + br_hsum8_avx2(acc);
+    float g = br_sigmoid_neg(x);
+    __m256 vg = _mm256_set1_ps(g), vng = _mm256_set1_ps(-g), vreg = _mm256_set1_ps(a->reg);
+    __m256 b1 = _mm256_set1_ps(a->beta1), b2 = _mm256_set1_ps(a->beta2);
+    __m256 c1 = _mm256_set1_ps(1.0f - a->beta1), c2 = _mm256_set1_ps(1.0f - a->beta2);
+    __m256 eps = _mm256_set1_ps(a->eps);
+    __m256 vcp = _mm256_set1_ps(cp), vci = _mm256_set1_ps(ci), vcj = _mm256_set1_ps(cj);
+    for (size_t i = 0; i < n; i += 8) {
+        __m256 pu = _mm256_loadu_ps(p + i), ai = _mm256_loadu_ps(qi + i),
+               bj = _mm256_loadu_ps(qj + i);
+        __m256 gp = _mm256_fmadd_ps(vng, _mm256_sub_ps(ai, bj), _mm256_mul_ps(vreg, pu));
+        __m256 ga = _mm256_fmadd_ps(vng, pu, _mm256_mul_ps(vreg, ai));
+        __m256 gb = _mm256_fmadd_ps(vg, pu, _mm256_mul_ps(vreg, bj));
+        _mm256_storeu_ps(p + i, br_adam_coord8(pu, gp, mp + i, vp + i, b1, b2, c1, c2, eps, vcp));
+        _mm256_storeu_ps(qi + i, br_adam_coord8(ai, ga, mi + i, vi + i, b1, b2, c1, c2, eps, vci));
+        _mm256_storeu_ps(qj + i, br_adam_coord8(bj, gb, mj + i, vj + i, b1, b2, c1, c2, eps, vcj));
+    }
+    return x;
+}
+
 static void br_score_avx2(const float *u, const float *Q, size_t n_books, size_t stride,
                           const float *bias, float add, float *out)
 {
@@ -144,6 +185,7 @@ static const br_kernels br_avx2_table = {
     .sgd_mf = br_sgd_mf_avx2,
     .adam_mf = br_adam_mf_avx2,
     .bpr_mf = br_bpr_mf_avx2,
+    .adam_bpr = br_adam_bpr_avx2,
     .score = br_score_avx2,
 };
 

@@ -85,6 +85,40 @@ static float br_bpr_mf_scalar(float *p, float *qi, float *qj, size_t n, float ba
     return x;
 }
 
+/* One Adam moment update and step of a single coordinate (shared by the
+ * Adam kernels; mirrors the AVX2 sequence). */
+static inline float br_adam_coord(float x, float g, float *m, float *v, const br_adam *a,
+                                  float c)
+{
+    float m1 = fmaf(a->beta1, *m, (1.0f - a->beta1) * g);
+    float v1 = fmaf(a->beta2, *v, ((1.0f - a->beta2) * g) * g);
+    *m = m1;
+    *v = v1;
+    return fmaf(-c, m1 / (sqrtf(v1) + a->eps), x);
+}
+
+static float br_adam_bpr_scalar(float *p, float *qi, float *qj, float *mp, float *vp,
+                                float *mi, float *vi, float *mj, float *vj, size_t n,
+                                float base_diff, const br_adam *a, float cp, float ci, float cj)
+{
+    float acc[8] = {0};
+    for (size_t i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(p[i + l], qi[i + l] - qj[i + l], acc[l]);
+    float x = base_diff + br_hsum8(acc);
+    float g = br_sigmoid_neg(x), ng = -g;
+    for (size_t i = 0; i < n; i++) {
+        float pu = p[i], ai = qi[i], bj = qj[i];
+        float gp = fmaf(ng, ai - bj, a->reg * pu);
+        float ga = fmaf(ng, pu, a->reg * ai);
+        float gb = fmaf(g, pu, a->reg * bj);
+        p[i] = br_adam_coord(pu, gp, &mp[i], &vp[i], a, cp);
+        qi[i] = br_adam_coord(ai, ga, &mi[i], &vi[i], a, ci);
+        qj[i] = br_adam_coord(bj, gb, &mj[i], &vj[i], a, cj);
+    }
+    return x;
+}
+
 static void br_score_scalar(const float *u, const float *Q, size_t n_books, size_t stride,
                             const float *bias, float add, float *out)
 {
@@ -100,6 +134,7 @@ static const br_kernels br_scalar_table = {
     .sgd_mf = br_sgd_mf_scalar,
     .adam_mf = br_adam_mf_scalar,
     .bpr_mf = br_bpr_mf_scalar,
+    .adam_bpr = br_adam_bpr_scalar,
     .score = br_score_scalar,
 };
 

@@ -1,7 +1,7 @@
 /*
  * test_kernels.c - the kernel tables (br_kernels.h).
  *
- * For every kernel (dot, sgd_mf, adam_mf, bpr_mf, score) the AVX2 table must
+ * For every kernel (dot, sgd_mf, adam_mf, bpr_mf, adam_bpr, score) the AVX2 table must
  * give BIT-IDENTICAL results to the scalar reference on random inputs of every
  * padded length 8..136 (the design mirrors the operation order exactly, so
  * memcmp is the right comparison, on returned values and on every updated
@@ -153,6 +153,7 @@ static void test_tables_and_get(void **state)
     assert_non_null(s->dot);
     assert_non_null(s->sgd_mf);
     assert_non_null(s->adam_mf);
+    assert_non_null(s->adam_bpr);
     assert_non_null(s->bpr_mf);
     assert_non_null(s->score);
     /* br_kernels_avx2() must agree with what the CPU says. */
@@ -162,6 +163,7 @@ static void test_tables_and_get(void **state)
         assert_non_null(a->dot);
         assert_non_null(a->sgd_mf);
         assert_non_null(a->adam_mf);
+        assert_non_null(a->adam_bpr);
         assert_non_null(a->bpr_mf);
         assert_non_null(a->score);
         assert_ptr_not_equal(a, s);
@@ -532,6 +534,100 @@ static void test_bpr_mf(void **state)
     }
 }
 
+/* ---- adam_bpr -------------------------------------------------------------- */
+
+static void test_adam_bpr(void **state)
+{
+    (void)state;
+    const br_kernels *t[2];
+    int nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 6);
+    size_t nn;
+    const size_t *ns = lengths(&nn);
+    /* rows p, qi, qj and their moments: 9 arrays, for the input and each table */
+    float *in[9], *w[2][9];
+    for (int j = 0; j < 9; j++) {
+        in[j] = falloc(N_MAX);
+        w[0][j] = falloc(N_MAX);
+        w[1][j] = falloc(N_MAX);
+    }
+    static const char *names[9] = {"p", "qi", "qj", "mp", "vp", "mi", "vi", "mj", "vj"};
+    for (int rep = 0; rep < 16; rep++)
+        for (size_t li = 0; li < nn; li++) {
+            size_t n = ns[li];
+            for (int j = 0; j < 3; j++)
+                fill(&g, in[j], n, -3, 0);
+            for (int j = 3; j < 9; j += 2) {
+                fill(&g, in[j], n, -6, -1);
+                for (size_t i = 0; i < n; i++)
+                    in[j + 1][i] = fabsf(rnd(&g, -8, -2)) + 1e-3f;
+            }
+            float bd = rep % 8 == 6 ? 45.0f : rep % 8 == 7 ? -45.0f : rnd(&g, -3, 1);
+            br_adam a = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                         .reg = 0.05f * (float)(0.5 + br_rng_uniform(&g))};
+            float cs[3];
+            for (int j = 0; j < 3; j++)
+                cs[j] = 0.01f * (float)(0.5 + br_rng_uniform(&g));
+            double dot = 0, abs_sum = 0;
+            for (size_t i = 0; i < n; i++) {
+                double d = (double)in[1][i] - in[2][i];
+                dot += in[0][i] * d;
+                abs_sum += fabs(in[0][i] * d);
+            }
+            double x = bd + dot;
+            double xtol = dot_tol(n, abs_sum) * 2 + 4 * FLT_EPSILON * (fabs(bd) + fabs(dot));
+            double gs = 1.0 / (1.0 + exp(x));
+            double gtol = 0.25 * xtol + 8 * FLT_EPSILON * gs + 1e-30;
+            float xr[2];
+            for (int k = 0; k < nt; k++) {
+                for (int j = 0; j < 9; j++)
+                    memcpy(w[k][j], in[j], n * sizeof(float));
+                float **b = w[k];
+                xr[k] = t[k]->adam_bpr(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], n,
+                                       bd, &a, cs[0], cs[1], cs[2]);
+                assert_close(xr[k], x, xtol, "adam_bpr x", t[k]->name, n, 0);
+                for (size_t i = 0; i < n; i++) {
+                    double pu = in[0][i], ai = in[1][i], bj = in[2][i];
+                    /* gradients of -log sigmoid(x) + reg/2 |.|^2 */
+                    double gr[3] = {-gs * (ai - bj) + a.reg * pu, -gs * pu + a.reg * ai,
+                                    gs * pu + a.reg * bj};
+                    double ga[3] = {gs * fabs(ai - bj) + a.reg * fabs(pu),
+                                    gs * fabs(pu) + a.reg * fabs(ai),
+                                    gs * fabs(pu) + a.reg * fabs(bj)};
+                    double gt[3] = {4 * FLT_EPSILON * ga[0] + gtol * fabs(ai - bj),
+                                    4 * FLT_EPSILON * ga[1] + gtol * fabs(pu),
+                                    4 * FLT_EPSILON * ga[2] + gtol * fabs(pu)};
+                    for (int j = 0; j < 3; j++)
+                        adam_check_one(names[j], t[k]->name, n, i, in[j][i], in[3 + 2 * j][i],
+                                       in[4 + 2 * j][i], gr[j], gt[j], ga[j], &a, cs[j],
+                                       b[j][i], b[3 + 2 * j][i], b[4 + 2 * j][i]);
+                }
+            }
+            if (nt == 2) {
+                assert_same_bits(&xr[0], &xr[1], sizeof(float), "adam_bpr x", n);
+                for (int s = 0; s < 8; s++) {
+                    for (int k = 0; k < 2; k++) {
+                        float **b = w[k];
+                        xr[k] = t[k]->adam_bpr(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                                               b[8], n, bd, &a, cs[0], cs[1], cs[2]);
+                    }
+                    assert_same_bits(&xr[0], &xr[1], sizeof(float), "adam_bpr chain x", n);
+                }
+                for (int j = 0; j < 9; j++) {
+                    char name[48];
+                    snprintf(name, sizeof name, "adam_bpr %s", names[j]);
+                    assert_same_bits(w[0][j], w[1][j], n * sizeof(float), name, n);
+                }
+            }
+        }
+    for (int j = 0; j < 9; j++) {
+        free(in[j]);
+        free(w[0][j]);
+        free(w[1][j]);
+    }
+}
+
 /* ---- score ----------------------------------------------------------------- */
 
 static void check_score(const br_kernels *t[2], int nt, br_rng *g, size_t n_books, size_t stride,
@@ -606,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_sgd_mf),
         cmocka_unit_test(test_adam_mf),
         cmocka_unit_test(test_bpr_mf),
+        cmocka_unit_test(test_adam_bpr),
         cmocka_unit_test(test_score),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -434,6 +434,9 @@ static void test_bpr_beats_popularity(void **state)
     o.dim = 16;
     o.epochs = 20;
     o.threads = 1;
+    o.neg = 1;      /* plain BPR: its loss must fall (hard negatives keep it high) */
+    o.lr = 0.05f;
+    o.reg = 0.005f;
     br_trainer *t = NULL;
     must(br_trainer_create(&o, r->n_users, r->n_books, 0.0f, &t, &d), &d, "create bpr");
     br_train_data td = {.r = r, .idx = pos, .n = n_pos, .pos = &known};

@@ -58,21 +58,24 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
     o->kind = kind;
     o->loss = loss;
     o->optim = optim;
+    /* Chosen on the goodbooks-10k 80/20 split (README, "Defaults"). */
     o->dim = 32;
     o->epochs = 30;
     o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.01f;
     o->lr_decay = 0.95f;
-    o->reg = 0.04f;
+    o->reg = 0.06f;
     o->reg_bias = 0.01f;
     o->init_std = 0.1f;
     o->seed = 42;
     o->threads = 1;
     o->neg = 1;
-    o->reg_y = 0.1f;
+    o->reg_y = 0.5f;
     if (loss == BR_LOSS_BPR) {
-        o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.05f;
-        o->reg = 0.005f;
-        o->epochs = 30;
+        o->dim = 64;
+        o->epochs = 40;
+        o->lr = optim == BR_OPTIM_ADAM ? 0.005f : 0.1f;
+        o->reg = 0.01f;
+        o->neg = 16;
     }
 }
 
@@ -251,6 +254,25 @@ static inline int br_in_sorted(const uint32_t *v, size_t n, uint32_t b)
             hi = mid;
     }
     return lo < n && v[lo] == b;
+}
+
+static inline float br_step_bpr_adam(br_trainer *t, uint32_t u, uint32_t i, uint32_t j,
+                                     const br_adam *a)
+{
+    size_t ou = (size_t)u * t->stride, oi = (size_t)i * t->stride, oj = (size_t)j * t->stride;
+    float bd = t->bbs ? BB(t, i) - BB(t, j) : 0.0f;
+    float cu = br_adam_scale(t->powU + 2 * (size_t)u, a);
+    float ci = br_adam_scale(t->powB + 2 * (size_t)i, a);
+    float cj = br_adam_scale(t->powB + 2 * (size_t)j, a);
+    float x = t->k->adam_bpr(t->P + ou, t->Q + oi, t->Q + oj, t->mP + ou, t->vP + ou,
+                             t->mQ + oi, t->vQ + oi, t->mQ + oj, t->vQ + oj, t->stride, bd, a,
+                             cu, ci, cj);
+    if (t->bbs) {
+        float g = br_sigmoid_neg(x), rb = t->o.reg_bias, *si = &BB(t, i), *sj = &BB(t, j);
+        br_adam_scalar(si, si + 1, si + 2, -g + rb * si[0], a, ci);
+        br_adam_scalar(sj, sj + 1, sj + 2, g + rb * sj[0], a, cj);
+    }
+    return x;
 }
 
 static inline float br_step_bpr(br_trainer *t, uint32_t u, uint32_t i, uint32_t j, float lr)
@@ -548,7 +570,9 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                         best = j;
                     }
                 }
-                acc += br_softplus_neg(br_step_bpr(t, u, b, best, lr));
+                float x = t->o.optim == BR_OPTIM_ADAM ? br_step_bpr_adam(t, u, b, best, &a)
+                                                      : br_step_bpr(t, u, b, best, lr);
+                acc += br_softplus_neg(x);
             }
         }
         total += acc;

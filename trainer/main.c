@@ -256,13 +256,13 @@ int main(int argc, char **argv)
     c.threads = omp_get_num_procs();
     c.out = "bookrec.model";
     c.model = "biased";
-    c.loss = "mse";
+    c.loss = "bpr";
     c.optim = "sgd";
     c.holdout = 0.2;
     c.valid = 0.05;
     c.topk = 10;
     c.seed = 42;
-    c.patience = 3;
+    c.patience = UINT32_MAX;   /* per loss: 0 for mse, 3 for bpr */
     /* Sentinels: 0 / NaN mean "the default for the chosen model". */
     c.lr = c.reg = c.reg_bias = c.lr_decay = c.init_std = c.reg_y = NAN;
 
@@ -278,7 +278,7 @@ int main(int argc, char **argv)
         {0, "skip-bad", BR_OPT_FLAG, &c.skip_bad, NULL, "skip malformed CSV rows (counted) instead of failing"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Model:"},
         {0, "model", BR_OPT_STR, &c.model, "KIND", "dot | biased (default biased)"},
-        {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "mse (ratings) | bpr (ranking) (default mse)"},
+        {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "bpr (ranking, default) | mse (rating regression)"},
         {0, "optim", BR_OPT_STR, &c.optim, "OPT", "sgd | adam (default sgd)"},
         {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 32; dot model: 5)"},
         {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs"},
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
         {0, "no-to-read", BR_OPT_FLAG, &c.no_to_read, NULL, "--implicit without to_read.csv"},
         {0, "neg", BR_OPT_UINT, &c.neg, "N", "BPR: sample N negatives, train on the highest scored"},
         {0, "seed", BR_OPT_U64, &c.seed, "N", "random seed for init, split and order (default 42)"},
-        {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (0 = off; default 3)"},
+        {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (0 = off; default 3 for bpr, 0 for mse)"},
         {0, "valid", BR_OPT_DOUBLE, &c.valid, "F", "fraction of training ratings used for early stopping (default 0.05)"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Output:"},
         {'o', "output", BR_OPT_STR, &c.out, "FILE", "model file to write (default ./bookrec.model)"},
@@ -487,6 +487,8 @@ int main(int argc, char **argv)
     /* ---- split ---- */
     if (!c.test && c.holdout > 0)
         br_split_random(r, c.holdout, c.seed, fold, BR_FOLD_TEST);
+    if (c.patience == UINT32_MAX)
+        c.patience = loss == BR_LOSS_BPR ? 3 : 0;
     int early = c.patience > 0 && c.valid > 0;
     if (early)
         br_split_random(r, c.valid, c.seed + 1, fold, BR_FOLD_VALID);

@@ -157,7 +157,7 @@ mkdir -p "$tmp/run"
 model=$tmp/run/m.model
 metrics=$tmp/run/m.json
 start=$SECONDS
-run --ratings "$ratings" -q -j 2 --epochs 5 --dim 8 -o "$model" --metrics "$metrics"
+run --ratings "$ratings" --loss mse -q -j 2 --epochs 5 --dim 8 -o "$model" --metrics "$metrics"
 check "training on the tiny file exits 0" [ "$rc" -eq 0 ]
 check "-q: nothing on stderr" [ ! -s "$tmp/err" ]
 check "-q: nothing on stdout" [ ! -s "$tmp/out" ]
