@@ -61,8 +61,8 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
     /* Chosen on the goodbooks-10k 80/20 split (README, "Defaults"). */
     o->dim = 32;
     o->epochs = 30;
-    o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.01f;
-    o->lr_decay = 0.95f;
+    o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.02f;
+    o->lr_decay = 0.9f;
     o->reg = 0.06f;
     o->reg_bias = 0.01f;
     o->init_std = 0.1f;
@@ -74,6 +74,7 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
         o->dim = 64;
         o->epochs = 40;
         o->lr = optim == BR_OPTIM_ADAM ? 0.005f : 0.1f;
+        o->lr_decay = 0.95f;
         o->reg = 0.01f;
         o->neg = 16;
     }
