@@ -7,6 +7,9 @@
  *   bookrec-infer --read-file FILE            same, lines book_id[,rating]
  *   bookrec-infer --users all|FILE|A-B -j 2   many readers, streamed as CSV
  *   bookrec-infer --predict FILE              user_id,book_id -> prediction
+ *   bookrec-infer --serve [HOST:]PORT -j 2    the HTTP server (infer/br_server.h,
+ *                                             docs/HTTP.md); SIGHUP reloads the
+ *                                             model, SIGTERM/SIGINT stop it (exit 0)
  *
  * Output: a table (default), --json, or --csv. Exit status: 0 success; 2 for
  * a usage error, an unknown user or book, or malformed input; 1 for other
@@ -21,15 +24,21 @@
 #include "br_opt.h"
 #include "br_progress.h"
 #include "br_recommend.h"
+#include "br_server.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #define PROG "bookrec-infer"
 
@@ -38,6 +47,9 @@ typedef enum out_fmt { OUT_TABLE, OUT_JSON, OUT_CSV } out_fmt;
 typedef struct cli {
     const char *model, *user, *similar, *read, *read_file, *users, *predict;
     int top, threads, include_read, json, csv, quiet, help, version;
+    const char *serve, *access_log;   /* --serve and its options */
+    unsigned max_k, max_conn, timeout_s, drain_s;
+    uint64_t max_body, max_header;
 } cli;
 
 static int die_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -709,6 +721,159 @@ static int run_predict(const br_rec *rec, const char *path, int quiet)
     return 0;
 }
 
+/* ---- --serve ---------------------------------------------------------------------- */
+
+static void serve_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void serve_log(const char *fmt, ...)
+{
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, PROG ": %s ", ts);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void serve_mhd_log(void *ctx, const char *msg)
+{
+    serve_log("http: %s", msg);
+}
+
+/* "[HOST:]PORT", HOST a name, an IPv4 address or a bracketed IPv6 one. */
+static int parse_listen(const char *spec, char *host, size_t hcap, unsigned *port)
+{
+    const char *p = spec;
+    snprintf(host, hcap, "127.0.0.1");
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - spec) + 2 > hcap)
+            return 0;
+        snprintf(host, hcap, "%.*s", (int)(rb - spec - 1), spec + 1);
+        p = rb + 2;
+    } else {
+        const char *colon = strrchr(spec, ':');
+        if (colon) {
+            if (colon != strchr(spec, ':') || colon == spec || (size_t)(colon - spec) >= hcap)
+                return 0;   /* a bare IPv6 address needs brackets */
+            snprintf(host, hcap, "%.*s", (int)(colon - spec), spec);
+            p = colon + 1;
+        }
+    }
+    if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+        return 0;
+    unsigned long v = strtoul(p, NULL, 10);
+    if (v > 65535)
+        return 0;
+    *port = (unsigned)v;
+    return 1;
+}
+
+/* Runs the server until SIGTERM or SIGINT. The signals are blocked before
+ * any worker thread exists (so they inherit the mask) and read from a
+ * signalfd here in the main thread: SIGHUP reloads the model, the others
+ * stop accepting, let the requests in flight finish and return 0. */
+static int run_serve(const cli *c)
+{
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    char host[256];
+    if (!parse_listen(c->serve, host, sizeof host, &cfg.port))
+        return die_msg(2, "--serve: '%s' is not [HOST:]PORT (e.g. 8080, 127.0.0.1:8080, "
+                          "[::1]:8080)", c->serve);
+    cfg.host = host;
+    cfg.threads = (unsigned)c->threads;
+    cfg.max_k = c->max_k;
+    cfg.max_body = (size_t)c->max_body;
+    cfg.max_header = (size_t)c->max_header;
+    cfg.max_connections = c->max_conn;
+    cfg.timeout_s = c->timeout_s;
+    cfg.log = serve_mhd_log;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+        return die_msg(1, "cannot block signals");
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sfd < 0)
+        return die_msg(1, "signalfd: %s", strerror(errno));
+
+    FILE *alog = NULL;
+    if (c->access_log) {
+        alog = strcmp(c->access_log, "-") == 0 ? stdout : fopen(c->access_log, "a");
+        if (!alog) {
+            close(sfd);
+            return die_msg(1, "cannot open the access log %s: %s", c->access_log,
+                           strerror(errno));
+        }
+        cfg.access_log = alog;
+    }
+
+    br_diag d;
+    br_diag_clear(&d);
+    br_srv *srv = NULL;
+    int rc = 1;
+    br_err e = br_srv_create(&cfg, c->model, &srv, &d);
+    if (e) {
+        fprintf(stderr, PROG ": error: %s\n", br_diag_text(&d, e));
+        if (e == BR_ERR_NOT_FOUND)
+            fprintf(stderr, PROG ": train one with bookrec-train, or name one with -m FILE\n");
+        rc = e == BR_ERR_ARG ? 2 : 1;
+        goto done;
+    }
+    if ((e = br_srv_start(srv, &d)) != BR_OK) {
+        rc = die(e, &d);
+        goto done;
+    }
+    int v6 = strchr(host, ':') != NULL;
+    serve_log("serving %s on http://%s%s%s:%u/ with %d threads (pid %ld)", c->model,
+              v6 ? "[" : "", host, v6 ? "]" : "", br_srv_port(srv), c->threads, (long)getpid());
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof si);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof si) {
+            serve_log("error: reading signals: %s; stopping", strerror(errno));
+            break;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            br_diag_clear(&d);
+            e = br_srv_reload(srv, &d);
+            if (e)
+                serve_log("reload refused, still serving generation %llu: %s",
+                          (unsigned long long)br_srv_generation(srv), br_diag_text(&d, e));
+            else
+                serve_log("reloaded %s: generation %llu", c->model,
+                          (unsigned long long)br_srv_generation(srv));
+            continue;
+        }
+        serve_log("%s: stopping (%u requests in flight)", strsignal((int)si.ssi_signo),
+                  br_srv_in_flight(srv));
+        break;
+    }
+    unsigned left = br_srv_stop(srv, c->drain_s * 1000u);
+    if (left)
+        serve_log("stopped with %u requests unfinished after %u s", left, c->drain_s);
+    else
+        serve_log("stopped");
+    rc = 0;
+done:
+    br_srv_free(srv);
+    if (alog && alog != stdout)
+        fclose(alog);
+    close(sfd);
+    return rc;
+}
+
 /* ---- main ----------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -717,6 +882,12 @@ int main(int argc, char **argv)
     c.model = "bookrec.model";
     c.top = 10;
     c.threads = omp_get_num_procs();
+    c.max_k = 1000;
+    c.max_body = 1u << 20;
+    c.max_header = 32u << 10;
+    c.max_conn = 1024;
+    c.timeout_s = 30;
+    c.drain_s = 10;
 
     const br_opt opts[] = {
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Query (one of):"},
@@ -726,14 +897,23 @@ int main(int argc, char **argv)
         {0, "read-file", BR_OPT_STR, &c.read_file, "FILE", "same from lines book_id[,rating] (no rating: 5)"},
         {0, "users", BR_OPT_STR, &c.users, "all|A-B|FILE", "many readers, streamed as CSV"},
         {0, "predict", BR_OPT_STR, &c.predict, "FILE", "predictions for the user_id,book_id pairs of FILE"},
+        {0, "serve", BR_OPT_STR, &c.serve, "[HOST:]PORT", "HTTP server (default host 127.0.0.1; docs/HTTP.md)"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Options:"},
         {'m', "model", BR_OPT_STR, &c.model, "FILE", "model file (default ./bookrec.model)"},
         {'k', "top", BR_OPT_INT, &c.top, "K", "number of books (default 10)"},
         {0, "include-read", BR_OPT_FLAG, &c.include_read, NULL, "keep the books the reader has read"},
         {0, "json", BR_OPT_FLAG, &c.json, NULL, "print one JSON document"},
         {0, "csv", BR_OPT_FLAG, &c.csv, NULL, "print CSV: user_id,rank,book_id,score,title"},
-        {'j', "threads", BR_OPT_INT, &c.threads, "N", "threads for --users (default: all cores)"},
+        {'j', "threads", BR_OPT_INT, &c.threads, "N", "threads for --users and --serve (default: all cores)"},
         {'q', "quiet", BR_OPT_FLAG, &c.quiet, NULL, "no warnings"},
+        {0, NULL, BR_OPT_GROUP, NULL, NULL, "Server (--serve):"},
+        {0, "access-log", BR_OPT_STR, &c.access_log, "FILE", "one logfmt line per request (- for stdout)"},
+        {0, "max-k", BR_OPT_UINT, &c.max_k, "K", "largest k a request may ask (default 1000)"},
+        {0, "max-body", BR_OPT_U64, &c.max_body, "BYTES", "largest POST body (default 1048576)"},
+        {0, "max-header", BR_OPT_U64, &c.max_header, "BYTES", "request line + headers per connection (default 32768)"},
+        {0, "max-connections", BR_OPT_UINT, &c.max_conn, "N", "open connections at once (default 1024)"},
+        {0, "timeout", BR_OPT_UINT, &c.timeout_s, "SECONDS", "idle connection timeout (default 30)"},
+        {0, "drain", BR_OPT_UINT, &c.drain_s, "SECONDS", "on SIGTERM, wait this long for requests in flight (default 10)"},
         {'h', "help", BR_OPT_FLAG, &c.help, NULL, "show this help"},
         {0, "version", BR_OPT_FLAG, &c.version, NULL, "show the version"},
         {0, NULL, 0, NULL, NULL, NULL},
@@ -746,7 +926,8 @@ int main(int argc, char **argv)
         return die(e, &d);
     if (c.help) {
         br_opt_usage(stdout, PROG " [-m MODEL] (--user ID | --similar BOOK_ID | --read LIST | "
-                             "--read-file FILE | --users SPEC | --predict FILE) [options]",
+                             "--read-file FILE | --users SPEC | --predict FILE | --serve [HOST:]PORT) "
+                             "[options]",
                      opts);
         return 0;
     }
@@ -756,21 +937,25 @@ int main(int argc, char **argv)
     }
     if (npos > 0)
         return die_msg(2, "unexpected argument '%s' (see --help)", argv[1]);
-    int modes = !!c.user + !!c.similar + !!(c.read || c.read_file) + !!c.users + !!c.predict;
+    int modes = !!c.user + !!c.similar + !!(c.read || c.read_file) + !!c.users + !!c.predict +
+                !!c.serve;
     if (c.read && c.read_file)
         return die_msg(2, "give --read or --read-file, not both");
     if (modes == 0)
         return die_msg(2, "nothing to do: give --user ID, --similar BOOK_ID, --read LIST, "
-                          "--read-file FILE, --users SPEC or --predict FILE (see --help)");
+                          "--read-file FILE, --users SPEC, --predict FILE or --serve PORT "
+                          "(see --help)");
     if (modes > 1)
         return die_msg(2, "give only one of --user, --similar, --read/--read-file, --users, "
-                          "--predict");
+                          "--predict, --serve");
     if (c.top <= 0)
         return die_msg(2, "--top must be at least 1, not %d", c.top);
     if (c.threads < 1)
         return die_msg(2, "-j must be at least 1");
     if (c.json && c.csv)
         return die_msg(2, "give --json or --csv, not both");
+    if (c.serve)
+        return run_serve(&c);
     if ((c.users || c.predict) && c.json)
         return die_msg(2, "--%s writes CSV; --json is not available for it",
                        c.users ? "users" : "predict");

@@ -1,0 +1,1223 @@
+/*
+ * br_server.c - the HTTP inference server (see br_server.h, docs/HTTP.md).
+ *
+ * One libmicrohttpd daemon with an internal pool of worker threads, each
+ * running its own epoll loop. A request's life: the URI log callback (the
+ * first thing libmicrohttpd calls for a request) allocates its br_srv_req,
+ * notes the start time and counts it in flight; the access handler routes
+ * it, answers GET routes on its first call and gathers a POST body over
+ * later calls before answering; the completion callback records status and
+ * latency in the metrics, writes the access log line and frees the request.
+ *
+ * Every query takes a reference to the current model (br_server_model.h) for
+ * its duration, so a reload swaps models under running requests without
+ * failing any. Scores come from br_rec with a per-thread scratch kept under
+ * a pthread key (freed by the key's destructor when a worker exits).
+ *
+ * Metrics are plain C11 atomics: request counts by route, method and
+ * status, and one latency histogram per route; /metrics renders them in the
+ * Prometheus text format.
+ */
+#include "br_server.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "br_recommend.h"
+#include "br_server_model.h"
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+enum { RT_RECOMMEND, RT_SIMILAR, RT_BOOKS, RT_HEALTHZ, RT_METRICS, RT_OTHER, RT__COUNT };
+static const char *const br_srv_route_name[RT__COUNT] = {
+    "/v1/recommend", "/v1/similar", "/v1/books", "/healthz", "/metrics", "other"};
+
+enum { MT_GET, MT_HEAD, MT_POST, MT_OTHER, MT__COUNT };
+static const char *const br_srv_method_name[MT__COUNT] = {"GET", "HEAD", "POST", "other"};
+
+/* Status codes counted one by one; anything else is "other" (and a
+ * connection closed before any answer, "none"). */
+static const unsigned br_srv_codes[] = {200, 400, 404, 405, 413, 431, 500, 503};
+#define BR_SRV_N_CODES (sizeof br_srv_codes / sizeof br_srv_codes[0])
+#define ST_OTHER BR_SRV_N_CODES
+#define ST_NONE (BR_SRV_N_CODES + 1)
+#define ST__COUNT (BR_SRV_N_CODES + 2)
+
+/* Latency bucket upper bounds, seconds. */
+static const double br_srv_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                        0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+#define BR_SRV_N_BUCKETS (sizeof br_srv_buckets / sizeof br_srv_buckets[0])
+
+typedef struct br_srv_metrics {
+    atomic_ulong requests[RT__COUNT][MT__COUNT][ST__COUNT];
+    atomic_ulong hist[RT__COUNT][BR_SRV_N_BUCKETS + 1];   /* last: +Inf only */
+    atomic_ulong hist_sum_ns[RT__COUNT];
+    atomic_ulong reloads_ok, reloads_failed;
+} br_srv_metrics;
+
+/* ---- server and request state ------------------------------------------------ */
+
+struct br_srv {
+    br_srv_config cfg;
+    char *host;
+    char *model_path;
+    br_srv_model_cell *cell;
+    uint64_t generation;            /* of the last successful load */
+    struct MHD_Daemon *daemon;
+    MHD_socket listen_fd;           /* after quiesce: closed after MHD_stop_daemon */
+    struct sockaddr_storage addr;
+    unsigned port;
+    atomic_uint in_flight;
+    atomic_int stopping;            /* answers carry Connection: close */
+    int stopped;
+    pthread_key_t tls_key;
+    int tls_key_ok;
+    double started_mono;
+    br_srv_metrics metrics;
+};
+
+#define BR_SRV_URI_MAX 1024   /* bytes of the URI kept for the access log */
+
+typedef struct br_srv_req {
+    br_srv *srv;
+    uint64_t t0_ns;           /* CLOCK_MONOTONIC at the request line */
+    int route, method;        /* RT_*, MT_* */
+    int seen;                 /* the access handler has run */
+    unsigned status;          /* 0 until an answer is queued */
+    size_t resp_bytes;
+    char *body;               /* POST body gathered so far */
+    size_t body_len, body_cap;
+    int body_too_big;
+    uint64_t generation;      /* of the model that answered, 0 if none */
+    char client[INET6_ADDRSTRLEN];
+    char uri[BR_SRV_URI_MAX];
+} br_srv_req;
+
+/* Per worker thread: a scratch for br_rec and a result array. */
+typedef struct br_srv_tls {
+    br_rec_scratch *scratch;
+    uint32_t n_books, dim;    /* what the scratch was made for */
+    br_rec_item *items;
+    size_t cap;
+} br_srv_tls;
+
+static uint64_t br_srv_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void br_srv_tls_free(void *p)
+{
+    br_srv_tls *t = p;
+    if (!t)
+        return;
+    br_rec_scratch_free(t->scratch);
+    free(t->items);
+    free(t);
+}
+
+/* This thread's scratch, fit for rec (made or remade as needed). NULL when
+ * out of memory. */
+static br_srv_tls *br_srv_tls_get(br_srv *s, const br_rec *rec)
+{
+    br_srv_tls *t = pthread_getspecific(s->tls_key);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t || pthread_setspecific(s->tls_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    const br_model_meta *mt = br_model_get_meta(br_rec_model(rec));
+    if (!t->scratch || t->n_books != mt->n_books || t->dim != mt->dim) {
+        br_rec_scratch_free(t->scratch);
+        t->scratch = NULL;
+        free(t->items);
+        t->items = NULL;
+        size_t cap = s->cfg.max_k < mt->n_books ? s->cfg.max_k : mt->n_books;
+        if (br_rec_scratch_create(rec, &t->scratch, NULL) != BR_OK)
+            return NULL;
+        t->items = malloc((cap ? cap : 1) * sizeof *t->items);
+        if (!t->items) {
+            br_rec_scratch_free(t->scratch);
+            t->scratch = NULL;
+            return NULL;
+        }
+        t->cap = cap;
+        t->n_books = mt->n_books;
+        t->dim = mt->dim;
+    }
+    return t;
+}
+
+/* ---- answers ------------------------------------------------------------------- */
+
+static json_t *br_srv_str(const char *s);
+
+/* Queues body (malloc'd, taken over) with the given status and type. */
+static enum MHD_Result br_srv_send(br_srv_req *rq, struct MHD_Connection *con,
+                                   unsigned status, char *body, size_t len, const char *type,
+                                   const char *allow)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (atomic_load_explicit(&rq->srv->stopping, memory_order_relaxed))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(con, status, r);
+    MHD_destroy_response(r);
+    if (ok == MHD_YES) {
+        rq->status = status;
+        rq->resp_bytes = len;
+    }
+    return ok;
+}
+
+static enum MHD_Result br_srv_send_json(br_srv_req *rq, struct MHD_Connection *con,
+                                        unsigned status, json_t *doc, const char *allow)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                            JSON_REAL_PRECISION(7))
+                     : NULL;
+    json_decref(doc);
+    if (!text) {
+        static const char oom[] = "{\"error\":\"out of memory\"}\n";
+        char *b = malloc(sizeof oom);
+        if (!b)
+            return MHD_NO;
+        memcpy(b, oom, sizeof oom);
+        return br_srv_send(rq, con, 500, b, sizeof oom - 1, "application/json", NULL);
+    }
+    size_t n = strlen(text);
+    char *b = realloc(text, n + 2);   /* a final newline, for curl users */
+    if (!b) {
+        free(text);
+        return MHD_NO;
+    }
+    b[n++] = '\n';
+    b[n] = '\0';
+    return br_srv_send(rq, con, status, b, n, "application/json", allow);
+}
+
+static enum MHD_Result br_srv_error(br_srv_req *rq, struct MHD_Connection *con,
+                                    unsigned status, const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static enum MHD_Result br_srv_error(br_srv_req *rq, struct MHD_Connection *con,
+                                    unsigned status, const char *allow, const char *fmt, ...)
+{
+    char msg[BR_DIAG_MAX + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *doc = json_object();
+    if (doc)
+        json_object_set_new(doc, "error", br_srv_str(msg));
+    return br_srv_send_json(rq, con, status, doc, allow);
+}
+
+/* HTTP status for a library error on a query. */
+static unsigned br_srv_status_of(br_err e)
+{
+    switch (e) {
+    case BR_ERR_NOT_FOUND:
+        return 404;
+    case BR_ERR_ARG:
+    case BR_ERR_PARSE:
+    case BR_ERR_RANGE:
+    case BR_ERR_EMPTY:
+        return 400;
+    default:
+        return 500;
+    }
+}
+
+static void br_srv_iso_time(double unix_s, char *out, size_t n)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static const char *br_srv_kind_name(uint32_t k)
+{
+    return k == BR_MODEL_DOT ? "dot" : k == BR_MODEL_BIASED ? "biased" : k == BR_MODEL_MLP ? "mlp" : "unknown";
+}
+
+/* A reference to the current model for this request. */
+static br_srv_model *br_srv_acquire(br_srv_req *rq)
+{
+    br_srv_model *sm = br_srv_model_cell_acquire(rq->srv->cell);
+    rq->generation = br_srv_model_generation(sm);
+    return sm;
+}
+
+static json_t *br_srv_str(const char *s)
+{
+    json_t *j = json_string(s);   /* NULL for invalid UTF-8 */
+    return j ? j : json_string("");
+}
+
+/* A growable text buffer for answers. */
+typedef struct br_srv_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} br_srv_buf;
+
+static void br_srv_put(br_srv_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 2048;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void br_srv_putf(br_srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void br_srv_putf(br_srv_buf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        b->oom = 1;   /* never happens: only numbers and fixed words go through here */
+    else
+        br_srv_put(b, tmp, (size_t)n);
+}
+
+/* The answer of a top-k query: {<query members>,"model":{...},"score":"...",
+ * "results":[{"rank":1,"book_id":..,"title":..,"authors":..,"year":..,"score":..}]}.
+ * Written directly from the book members the model rendered at load (the
+ * hot path: no JSON tree per answer); query is the query's members, made by
+ * the caller from numbers only. */
+static enum MHD_Result br_srv_send_items(br_srv_req *rq, struct MHD_Connection *con,
+                                         const br_srv_model *sm, const char *query,
+                                         const char *score_kind, const br_rec_item *it,
+                                         size_t n)
+{
+    br_srv_buf b = {0};
+    br_srv_putf(&b, "{%s,\"model\":{\"generation\":%llu,\"fingerprint\":\"%s\"},"
+                    "\"score\":\"%s\",\"results\":[",
+                query, (unsigned long long)br_srv_model_generation(sm),
+                br_srv_model_fingerprint(sm), score_kind);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *bj = br_srv_model_book_json(sm, it[i].book, &len);
+        br_srv_putf(&b, "%s{\"rank\":%zu,", i ? "," : "", i + 1);
+        br_srv_put(&b, bj, len);
+        if (isfinite(it[i].score))
+            br_srv_putf(&b, ",\"score\":%.7g}", (double)it[i].score);
+        else
+            br_srv_put(&b, ",\"score\":null}", 14);
+    }
+    br_srv_put(&b, "]}\n", 3);
+    if (b.oom) {
+        free(b.p);
+        return br_srv_error(rq, con, 500, NULL, "out of memory");
+    }
+    return br_srv_send(rq, con, 200, b.p, b.len, "application/json", NULL);
+}
+
+static const char *br_srv_score_kind(const br_srv_model *sm)
+{
+    return br_model_get_meta(br_srv_model_model(sm))->loss == BR_LOSS_BPR ? "ranking score"
+                                                                           : "predicted rating";
+}
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+/* A whole id: digits only, 1 .. 2^32-1. */
+static int br_srv_parse_id(const char *s, uint32_t *out)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 10)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v == 0 || v > UINT32_MAX)
+        return 0;
+    *out = (uint32_t)v;
+    return 1;
+}
+
+/* Reads ?name=ID (required). 0 and an answer queued on failure. */
+static int br_srv_arg_id(br_srv_req *rq, struct MHD_Connection *con, const char *name,
+                         const char *what, uint32_t *out, enum MHD_Result *res)
+{
+    const char *v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, name);
+    if (!v || !*v) {
+        *res = br_srv_error(rq, con, 400, NULL, "missing parameter '%s' (a %s id)", name, what);
+        return 0;
+    }
+    if (!br_srv_parse_id(v, out)) {
+        *res = br_srv_error(rq, con, 400, NULL,
+                            "parameter '%s': '%.64s' is not a %s id (a whole number >= 1)", name,
+                            v, what);
+        return 0;
+    }
+    return 1;
+}
+
+static int br_srv_check_k(br_srv_req *rq, struct MHD_Connection *con, long long k,
+                          enum MHD_Result *res)
+{
+    if (k < 1 || k > (long long)rq->srv->cfg.max_k) {
+        *res = br_srv_error(rq, con, 400, NULL, "k must be between 1 and %u, not %lld",
+                            rq->srv->cfg.max_k, k);
+        return 0;
+    }
+    return 1;
+}
+
+/* Reads ?k= (default 10). */
+static int br_srv_arg_k(br_srv_req *rq, struct MHD_Connection *con, size_t *k,
+                        enum MHD_Result *res)
+{
+    const char *v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "k");
+    *k = 10;
+    if (!v)
+        return br_srv_check_k(rq, con, (long long)*k, res);
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || v[0] == ' ' || v[0] == '+') {
+        *res = br_srv_error(rq, con, 400, NULL, "parameter 'k': '%.64s' is not a whole number",
+                            v);
+        return 0;
+    }
+    if (!br_srv_check_k(rq, con, x, res))
+        return 0;
+    *k = (size_t)x;
+    return 1;
+}
+
+/* Reads ?include_read= (1/0/true/false; default 0). */
+static int br_srv_arg_flag(br_srv_req *rq, struct MHD_Connection *con, const char *name,
+                           int *out, enum MHD_Result *res)
+{
+    const char *v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, name);
+    *out = 0;
+    if (!v)
+        return 1;
+    if (!strcmp(v, "1") || !strcmp(v, "true")) {
+        *out = 1;
+        return 1;
+    }
+    if (!strcmp(v, "0") || !strcmp(v, "false"))
+        return 1;
+    *res = br_srv_error(rq, con, 400, NULL, "parameter '%s': '%.64s' is not 1, 0, true or false",
+                        name, v);
+    return 0;
+}
+
+/* ---- routes ---------------------------------------------------------------------- */
+
+static enum MHD_Result br_srv_get_recommend(br_srv_req *rq, struct MHD_Connection *con)
+{
+    enum MHD_Result res = MHD_NO;
+    uint32_t user;
+    size_t k;
+    int incl;
+    if (!br_srv_arg_id(rq, con, "user", "user", &user, &res) ||
+        !br_srv_arg_k(rq, con, &k, &res) || !br_srv_arg_flag(rq, con, "include_read", &incl, &res))
+        return res;
+    br_srv_model *sm = br_srv_acquire(rq);
+    const br_rec *rec = br_srv_model_rec(sm);
+    int64_t u = br_model_find_user(br_srv_model_model(sm), user);
+    br_srv_tls *t;
+    if (u < 0) {
+        res = br_srv_error(rq, con, 404, NULL,
+                           "user %u is not in the model; for a new reader POST /v1/recommend "
+                           "with {\"read\": [book ids]}",
+                           user);
+    } else if (!(t = br_srv_tls_get(rq->srv, rec))) {
+        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+    } else {
+        size_t n = 0;
+        br_diag d;
+        br_err e = br_rec_user_index(rec, t->scratch, (uint32_t)u, k,
+                                     incl ? BR_REC_INCLUDE_READ : 0, t->items, &n, &d);
+        if (e) {
+            res = br_srv_error(rq, con, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
+        } else {
+            char q[96];
+            snprintf(q, sizeof q, "\"user_id\":%u,\"k\":%zu,\"include_read\":%s", user, k,
+                     incl ? "true" : "false");
+            res = br_srv_send_items(rq, con, sm, q, br_srv_score_kind(sm), t->items, n);
+        }
+    }
+    br_srv_model_unref(sm);
+    return res;
+}
+
+static enum MHD_Result br_srv_post_recommend(br_srv_req *rq, struct MHD_Connection *con)
+{
+    if (rq->body_len == 0)
+        return br_srv_error(rq, con, 400, NULL,
+                            "empty body: expected JSON {\"read\": [book ids], \"ratings\": "
+                            "[1..5, optional], \"k\": 10}");
+    json_error_t jerr;
+    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return br_srv_error(rq, con, 400, NULL, "malformed JSON at line %d column %d: %s",
+                            jerr.line, jerr.column, jerr.text);
+    enum MHD_Result res = MHD_NO;
+    uint32_t *ids = NULL;
+    float *ratings = NULL;
+    json_t *read = json_object_get(root, "read"), *jr = json_object_get(root, "ratings"),
+           *jk = json_object_get(root, "k"), *ji = json_object_get(root, "include_read");
+    size_t n = json_is_array(read) ? json_array_size(read) : 0, k = 10;
+    if (!json_is_object(root)) {
+        res = br_srv_error(rq, con, 400, NULL, "the body must be a JSON object");
+        goto done;
+    }
+    if (!json_is_array(read) || n == 0) {
+        res = br_srv_error(rq, con, 400, NULL,
+                           "'read' must be a non-empty array of book ids");
+        goto done;
+    }
+    if (jr && !json_is_null(jr) && (!json_is_array(jr) || json_array_size(jr) != n)) {
+        res = br_srv_error(rq, con, 400, NULL,
+                           "'ratings' must be an array as long as 'read' (%zu numbers)", n);
+        goto done;
+    }
+    if (jk) {
+        if (!json_is_integer(jk)) {
+            res = br_srv_error(rq, con, 400, NULL, "'k' must be a whole number");
+            goto done;
+        }
+        if (!br_srv_check_k(rq, con, (long long)json_integer_value(jk), &res))
+            goto done;
+        k = (size_t)json_integer_value(jk);
+    }
+    if (ji && !json_is_boolean(ji)) {
+        res = br_srv_error(rq, con, 400, NULL, "'include_read' must be true or false");
+        goto done;
+    }
+    ids = malloc(n * sizeof *ids);
+    if (jr && json_is_array(jr))
+        ratings = malloc(n * sizeof *ratings);
+    if (!ids || (jr && json_is_array(jr) && !ratings)) {
+        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(read, i);
+        json_int_t x = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (x < 1 || x > (json_int_t)UINT32_MAX) {
+            res = br_srv_error(rq, con, 400, NULL,
+                               "'read'[%zu] is not a book id (a whole number >= 1)", i);
+            goto done;
+        }
+        ids[i] = (uint32_t)x;
+        if (ratings) {
+            json_t *rv = json_array_get(jr, i);
+            if (!json_is_number(rv)) {
+                res = br_srv_error(rq, con, 400, NULL, "'ratings'[%zu] is not a number", i);
+                goto done;
+            }
+            ratings[i] = (float)json_number_value(rv);
+        }
+    }
+    br_srv_model *sm = br_srv_acquire(rq);
+    const br_rec *rec = br_srv_model_rec(sm);
+    br_srv_tls *t = br_srv_tls_get(rq->srv, rec);
+    if (!t) {
+        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+    } else {
+        size_t got = 0;
+        br_diag d;
+        br_err e = br_rec_reader(rec, t->scratch, ids, ratings, n, k,
+                                 json_is_true(ji) ? BR_REC_INCLUDE_READ : 0, t->items, &got,
+                                 &d);
+        if (e) {
+            res = br_srv_error(rq, con, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
+        } else {
+            char q[96];
+            snprintf(q, sizeof q, "\"read_count\":%zu,\"k\":%zu,\"include_read\":%s", n, k,
+                     json_is_true(ji) ? "true" : "false");
+            res = br_srv_send_items(rq, con, sm, q, br_srv_score_kind(sm), t->items, got);
+        }
+    }
+    br_srv_model_unref(sm);
+done:
+    free(ids);
+    free(ratings);
+    json_decref(root);
+    return res;
+}
+
+static enum MHD_Result br_srv_get_similar(br_srv_req *rq, struct MHD_Connection *con)
+{
+    enum MHD_Result res = MHD_NO;
+    uint32_t book;
+    size_t k;
+    if (!br_srv_arg_id(rq, con, "book", "book", &book, &res) || !br_srv_arg_k(rq, con, &k, &res))
+        return res;
+    br_srv_model *sm = br_srv_acquire(rq);
+    const br_rec *rec = br_srv_model_rec(sm);
+    br_srv_tls *t = br_srv_tls_get(rq->srv, rec);
+    if (!t) {
+        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+    } else {
+        size_t n = 0;
+        br_diag d;
+        br_err e = br_rec_similar(rec, t->scratch, book, k, t->items, &n, &d);
+        if (e) {
+            res = br_srv_error(rq, con, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
+        } else {
+            char q[64];
+            snprintf(q, sizeof q, "\"book_id\":%u,\"k\":%zu", book, k);
+            res = br_srv_send_items(rq, con, sm, q, "cosine", t->items, n);
+        }
+    }
+    br_srv_model_unref(sm);
+    return res;
+}
+
+static enum MHD_Result br_srv_get_book(br_srv_req *rq, struct MHD_Connection *con,
+                                       const char *idtext)
+{
+    uint32_t id;
+    if (!*idtext)
+        return br_srv_error(rq, con, 400, NULL, "missing book id: GET /v1/books/ID");
+    if (!br_srv_parse_id(idtext, &id))
+        return br_srv_error(rq, con, 400, NULL,
+                            "'%.64s' is not a book id (a whole number >= 1)", idtext);
+    br_srv_model *sm = br_srv_acquire(rq);
+    const br_model *m = br_srv_model_model(sm);
+    int64_t b = br_model_find_book(m, id);
+    enum MHD_Result res;
+    if (b < 0) {
+        res = br_srv_error(rq, con, 404, NULL, "book %u is not in the model", id);
+    } else {
+        br_book bk;
+        br_model_book_info(m, (uint32_t)b, &bk);
+        json_t *o = json_object();
+        json_object_set_new(o, "book_id", json_integer(id));
+        json_object_set_new(o, "title", br_srv_str(bk.title));
+        json_object_set_new(o, "authors", br_srv_str(bk.authors));
+        json_object_set_new(o, "year", bk.year ? json_integer(bk.year) : json_null());
+        json_object_set_new(o, "average_rating",
+                            isfinite(bk.avg_rating) ? json_real(bk.avg_rating) : json_null());
+        json_object_set_new(o, "ratings_count", json_integer(bk.ratings_count));
+        json_object_set_new(o, "genre", *bk.genre ? br_srv_str(bk.genre) : json_null());
+        json_object_set_new(o, "goodreads_id", bk.goodreads_id
+                                                   ? json_integer((json_int_t)bk.goodreads_id)
+                                                   : json_null());
+        res = br_srv_send_json(rq, con, 200, o, NULL);
+    }
+    br_srv_model_unref(sm);
+    return res;
+}
+
+static enum MHD_Result br_srv_get_healthz(br_srv_req *rq, struct MHD_Connection *con)
+{
+    br_srv *s = rq->srv;
+    br_srv_model *sm = br_srv_acquire(rq);
+    const br_model *m = br_srv_model_model(sm);
+    const br_model_meta *mt = br_model_get_meta(m);
+    char created[32], loaded[32], fp[24];
+    br_srv_iso_time((double)mt->created_unix, created, sizeof created);
+    br_srv_iso_time(br_srv_model_loaded_unix(sm), loaded, sizeof loaded);
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)br_model_checksum(m));
+    json_t *o = json_object(), *mo = json_object();
+    json_object_set_new(o, "status", json_string("ok"));
+    json_object_set_new(mo, "path", br_srv_str(br_srv_model_path(sm)));
+    json_object_set_new(mo, "generation", json_integer((json_int_t)br_srv_model_generation(sm)));
+    json_object_set_new(mo, "fingerprint", json_string(fp));
+    json_object_set_new(mo, "format_version", json_integer(BR_MODEL_VERSION));
+    json_object_set_new(mo, "kind", json_string(br_srv_kind_name(mt->kind)));
+    json_object_set_new(mo, "loss", json_string(mt->loss == BR_LOSS_BPR ? "bpr" : "mse"));
+    json_object_set_new(mo, "dim", json_integer(mt->dim));
+    json_object_set_new(mo, "users", json_integer(mt->n_users));
+    json_object_set_new(mo, "books", json_integer(mt->n_books));
+    json_object_set_new(mo, "created", json_string(created));
+    json_object_set_new(mo, "loaded", json_string(loaded));
+    json_object_set_new(mo, "load_seconds", json_real(br_srv_model_load_seconds(sm)));
+    json_object_set_new(o, "model", mo);
+    json_object_set_new(o, "kernel", json_string(br_rec_kernel_name(br_srv_model_rec(sm))));
+    json_object_set_new(o, "in_flight", json_integer(atomic_load(&s->in_flight)));
+    json_object_set_new(o, "uptime_seconds",
+                        json_real((double)br_srv_mono_ns() * 1e-9 - s->started_mono));
+    br_srv_model_unref(sm);
+    return br_srv_send_json(rq, con, 200, o, NULL);
+}
+
+/* Prometheus text exposition of the counters. */
+static enum MHD_Result br_srv_get_metrics(br_srv_req *rq, struct MHD_Connection *con)
+{
+    br_srv *s = rq->srv;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return br_srv_error(rq, con, 500, NULL, "out of memory");
+    const br_srv_metrics *mx = &s->metrics;
+    fputs("# HELP bookrec_http_requests_total HTTP requests answered, by route, method and "
+          "status.\n# TYPE bookrec_http_requests_total counter\n",
+          f);
+    for (int r = 0; r < RT__COUNT; r++)
+        for (int m = 0; m < MT__COUNT; m++)
+            for (size_t c = 0; c < ST__COUNT; c++) {
+                unsigned long v = atomic_load_explicit(&mx->requests[r][m][c],
+                                                       memory_order_relaxed);
+                if (!v)
+                    continue;
+                char code[8];
+                if (c < BR_SRV_N_CODES)
+                    snprintf(code, sizeof code, "%u", br_srv_codes[c]);
+                else
+                    snprintf(code, sizeof code, "%s", c == ST_OTHER ? "other" : "none");
+                fprintf(f, "bookrec_http_requests_total{route=\"%s\",method=\"%s\",code=\"%s\"} %lu\n",
+                        br_srv_route_name[r], br_srv_method_name[m], code, v);
+            }
+    fputs("# HELP bookrec_http_request_duration_seconds Time from the request line to the "
+          "last byte of the answer.\n# TYPE bookrec_http_request_duration_seconds histogram\n",
+          f);
+    for (int r = 0; r < RT__COUNT; r++) {
+        unsigned long cum = 0;
+        for (size_t b = 0; b <= BR_SRV_N_BUCKETS; b++) {
+            cum += atomic_load_explicit(&mx->hist[r][b], memory_order_relaxed);
+            if (b < BR_SRV_N_BUCKETS)
+                fprintf(f, "bookrec_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lu\n",
+                        br_srv_route_name[r], br_srv_buckets[b], cum);
+            else
+                fprintf(f, "bookrec_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n",
+                        br_srv_route_name[r], cum);
+        }
+        fprintf(f, "bookrec_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n",
+                br_srv_route_name[r],
+                (double)atomic_load_explicit(&mx->hist_sum_ns[r], memory_order_relaxed) * 1e-9);
+        fprintf(f, "bookrec_http_request_duration_seconds_count{route=\"%s\"} %lu\n",
+                br_srv_route_name[r], cum);
+    }
+    br_srv_model *sm = br_srv_acquire(rq);
+    const br_model *m = br_srv_model_model(sm);
+    const br_model_meta *mt = br_model_get_meta(m);
+    fprintf(f,
+            "# HELP bookrec_model_info The served model (value 1): fingerprint is its file "
+            "checksum.\n# TYPE bookrec_model_info gauge\n"
+            "bookrec_model_info{fingerprint=\"%016llx\",generation=\"%llu\",kind=\"%s\","
+            "loss=\"%s\",dim=\"%u\",format_version=\"%d\"} 1\n",
+            (unsigned long long)br_model_checksum(m),
+            (unsigned long long)br_srv_model_generation(sm), br_srv_kind_name(mt->kind),
+            mt->loss == BR_LOSS_BPR ? "bpr" : "mse", mt->dim, BR_MODEL_VERSION);
+    fprintf(f,
+            "# HELP bookrec_model_generation Loads of the model file (1 + successful reloads).\n"
+            "# TYPE bookrec_model_generation gauge\nbookrec_model_generation %llu\n",
+            (unsigned long long)br_srv_model_generation(sm));
+    fprintf(f,
+            "# HELP bookrec_model_loaded_timestamp_seconds When the served model was loaded "
+            "(Unix time).\n# TYPE bookrec_model_loaded_timestamp_seconds gauge\n"
+            "bookrec_model_loaded_timestamp_seconds %.3f\n",
+            br_srv_model_loaded_unix(sm));
+    fprintf(f,
+            "# HELP bookrec_model_load_duration_seconds Time to map and validate the served "
+            "model.\n# TYPE bookrec_model_load_duration_seconds gauge\n"
+            "bookrec_model_load_duration_seconds %.6f\n",
+            br_srv_model_load_seconds(sm));
+    br_srv_model_unref(sm);
+    fprintf(f,
+            "# HELP bookrec_model_reloads_total Reload attempts (SIGHUP), by result.\n"
+            "# TYPE bookrec_model_reloads_total counter\n"
+            "bookrec_model_reloads_total{result=\"ok\"} %lu\n"
+            "bookrec_model_reloads_total{result=\"failed\"} %lu\n",
+            atomic_load(&mx->reloads_ok), atomic_load(&mx->reloads_failed));
+    fprintf(f,
+            "# HELP bookrec_http_requests_in_flight Requests started and not yet answered.\n"
+            "# TYPE bookrec_http_requests_in_flight gauge\nbookrec_http_requests_in_flight %u\n",
+            atomic_load(&s->in_flight));
+    fprintf(f,
+            "# HELP bookrec_models_live Model mappings alive (more than 1 while old requests "
+            "finish after a reload).\n# TYPE bookrec_models_live gauge\nbookrec_models_live %ld\n",
+            br_srv_model_live());
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        return br_srv_error(rq, con, 500, NULL, "out of memory");
+    }
+    return br_srv_send(rq, con, 200, buf, len, "text/plain; version=0.0.4; charset=utf-8", NULL);
+}
+
+/* ---- libmicrohttpd callbacks -------------------------------------------------- */
+
+static int br_srv_route_of(const char *url)
+{
+    if (!strcmp(url, "/v1/recommend"))
+        return RT_RECOMMEND;
+    if (!strcmp(url, "/v1/similar"))
+        return RT_SIMILAR;
+    if (!strncmp(url, "/v1/books/", 10))
+        return RT_BOOKS;
+    if (!strcmp(url, "/healthz"))
+        return RT_HEALTHZ;
+    if (!strcmp(url, "/metrics"))
+        return RT_METRICS;
+    return RT_OTHER;
+}
+
+static int br_srv_method_of(const char *m)
+{
+    if (!strcmp(m, MHD_HTTP_METHOD_GET))
+        return MT_GET;
+    if (!strcmp(m, MHD_HTTP_METHOD_HEAD))
+        return MT_HEAD;
+    if (!strcmp(m, MHD_HTTP_METHOD_POST))
+        return MT_POST;
+    return MT_OTHER;
+}
+
+/* The first thing libmicrohttpd calls for a request: the request's state
+ * starts here (and is freed in br_srv_completed). */
+static void *br_srv_uri_cb(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    br_srv *s = cls;
+    br_srv_req *rq = calloc(1, sizeof *rq);
+    if (!rq)
+        return NULL;
+    rq->srv = s;
+    rq->t0_ns = br_srv_mono_ns();
+    atomic_fetch_add(&s->in_flight, 1);
+    size_t n = strcspn(uri, "?");   /* the route, until the access handler says better */
+    if (n >= sizeof rq->uri)
+        n = sizeof rq->uri - 1;
+    memcpy(rq->uri, uri, n);
+    rq->uri[n] = '\0';
+    rq->route = br_srv_route_of(rq->uri);
+    rq->method = MT_OTHER;
+    if (s->cfg.access_log) {
+        n = strlen(uri);
+        if (n >= sizeof rq->uri)
+            n = sizeof rq->uri - 1;
+        memcpy(rq->uri, uri, n);
+        rq->uri[n] = '\0';
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+        if (sa && sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, rq->client,
+                      sizeof rq->client);
+        else if (sa && sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, rq->client,
+                      sizeof rq->client);
+        else
+            strcpy(rq->client, "-");
+    }
+    return rq;
+}
+
+/* Appends s to the log line in logfmt quoting (", \ and control bytes escaped). */
+static size_t br_srv_logfmt_quote(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    if (o < cap)
+        out[o++] = '"';
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    if (o < cap)
+        out[o++] = '"';
+    return o;
+}
+
+static void br_srv_access_log(br_srv *s, const br_srv_req *rq, const char *method,
+                              double seconds)
+{
+    char line[BR_SRV_URI_MAX * 4 + 512];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t o = strftime(line, 32, "time=%Y-%m-%dT%H:%M:%S", &tm);
+    o += (size_t)snprintf(line + o, sizeof line - o, ".%03ldZ client=%s method=%s uri=",
+                          ts.tv_nsec / 1000000, rq->client[0] ? rq->client : "-", method);
+    o += br_srv_logfmt_quote(line + o, sizeof line - o - 200, rq->uri);
+    char st[16];
+    if (rq->status)
+        snprintf(st, sizeof st, "%u", rq->status);
+    else
+        strcpy(st, "none");
+    o += (size_t)snprintf(line + o, sizeof line - o,
+                          " route=%s status=%s bytes=%zu duration_us=%.0f model=%llu\n",
+                          br_srv_route_name[rq->route], st, rq->resp_bytes, seconds * 1e6,
+                          (unsigned long long)rq->generation);
+    if (o >= sizeof line)
+        o = sizeof line - 1;
+    fwrite(line, 1, o, s->cfg.access_log);   /* one call: lines never interleave */
+    fflush(s->cfg.access_log);
+}
+
+static void br_srv_completed(void *cls, struct MHD_Connection *con, void **req_cls,
+                             enum MHD_RequestTerminationCode toe)
+{
+    br_srv *s = cls;
+    br_srv_req *rq = *req_cls;
+    if (!rq)
+        return;
+    *req_cls = NULL;
+    double sec = (double)(br_srv_mono_ns() - rq->t0_ns) * 1e-9;
+    size_t st = ST_NONE;
+    if (rq->status) {
+        st = ST_OTHER;
+        for (size_t i = 0; i < BR_SRV_N_CODES; i++)
+            if (br_srv_codes[i] == rq->status)
+                st = i;
+    }
+    br_srv_metrics *mx = &s->metrics;
+    atomic_fetch_add_explicit(&mx->requests[rq->route][rq->method][st], 1, memory_order_relaxed);
+    size_t b = 0;
+    while (b < BR_SRV_N_BUCKETS && sec > br_srv_buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&mx->hist[rq->route][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mx->hist_sum_ns[rq->route], (unsigned long)(sec * 1e9),
+                              memory_order_relaxed);
+    if (s->cfg.access_log) {
+        const char *method = br_srv_method_name[rq->method];
+        if (!rq->seen)
+            method = "-";
+        br_srv_access_log(s, rq, method, sec);
+    }
+    free(rq->body);
+    free(rq);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, const char *url,
+                                     const char *method, const char *version,
+                                     const char *upload_data, size_t *upload_data_size,
+                                     void **req_cls)
+{
+    br_srv *s = cls;
+    br_srv_req *rq = *req_cls;
+    if (!rq)
+        return MHD_NO;   /* out of memory in the URI callback: drop the connection */
+    if (!rq->seen) {
+        /* Only note the request on the first call: an answer queued before
+         * the request is fully read makes libmicrohttpd close the
+         * connection, so answers wait for the next call (the 413 for a
+         * declared oversized body is the exception: closing is wanted). */
+        rq->seen = 1;
+        rq->route = br_srv_route_of(url);
+        rq->method = br_srv_method_of(method);
+        if (rq->route == RT_RECOMMEND && rq->method == MT_POST) {
+            const char *cl =
+                MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) {
+                rq->body_too_big = 1;
+                return br_srv_error(rq, con, 413, NULL,
+                                    "body of %.20s bytes is over the limit of %zu bytes", cl,
+                                    s->cfg.max_body);
+            }
+        }
+        return MHD_YES;
+    }
+    if (rq->status)
+        return MHD_YES;   /* answered already (early 413); the rest is discarded */
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->route != RT_RECOMMEND || rq->method != MT_POST)
+            return MHD_YES;   /* a body nobody asked for: ignored */
+        if (rq->body_too_big || rq->body_len + n > s->cfg.max_body) {
+            /* A chunked body over the limit: libmicrohttpd cannot answer in
+             * the middle of an upload, so the rest is read and dropped and
+             * the 413 goes out at its end; a body 16 times over the limit
+             * is not worth reading and the connection is closed. */
+            rq->body_too_big = 1;
+            rq->body_len += n;
+            return rq->body_len / 16 > s->cfg.max_body ? MHD_NO : MHD_YES;
+        }
+        if (rq->body_len + n > rq->body_cap) {
+            size_t cap = rq->body_cap ? rq->body_cap : 4096;
+            while (cap < rq->body_len + n)
+                cap *= 2;
+            char *p = realloc(rq->body, cap);
+            if (!p)
+                return br_srv_error(rq, con, 500, NULL, "out of memory");
+            rq->body = p;
+            rq->body_cap = cap;
+        }
+        memcpy(rq->body + rq->body_len, upload_data, n);
+        rq->body_len += n;
+        return MHD_YES;
+    }
+    if (rq->body_too_big)
+        return br_srv_error(rq, con, 413, NULL, "body of %zu bytes is over the limit of %zu bytes",
+                            rq->body_len, s->cfg.max_body);
+    int get = rq->method == MT_GET || rq->method == MT_HEAD;
+    switch (rq->route) {
+    case RT_RECOMMEND:
+        if (rq->method == MT_POST)
+            return br_srv_post_recommend(rq, con);
+        if (!get)
+            break;
+        return br_srv_get_recommend(rq, con);
+    case RT_SIMILAR:
+        if (!get)
+            break;
+        return br_srv_get_similar(rq, con);
+    case RT_BOOKS:
+        if (!get)
+            break;
+        return br_srv_get_book(rq, con, url + 10);
+    case RT_HEALTHZ:
+        if (!get)
+            break;
+        return br_srv_get_healthz(rq, con);
+    case RT_METRICS:
+        if (!get)
+            break;
+        return br_srv_get_metrics(rq, con);
+    default:
+        return br_srv_error(rq, con, 404, NULL, "no route %.200s %.200s", method, url);
+    }
+    return br_srv_error(rq, con, 405, rq->route == RT_RECOMMEND ? "GET, HEAD, POST" : "GET, HEAD",
+                        "method %.32s is not allowed on %s", method,
+                        br_srv_route_name[rq->route]);
+}
+
+static void br_srv_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    br_srv *s = cls;
+    if (!s->cfg.log)
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    s->cfg.log(s->cfg.log_ctx, msg);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+void br_srv_config_default(br_srv_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->threads = 2;
+    c->max_k = 1000;
+    c->max_body = 1u << 20;
+    c->max_header = 32u << 10;
+    c->max_connections = 1024;
+    c->timeout_s = 30;
+}
+
+br_err br_srv_create(const br_srv_config *c, const char *model_path, br_srv **out,
+                     br_diag *diag)
+{
+    if (!c || !model_path || !out)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    *out = NULL;
+    if (!c->host || !*c->host)
+        return br_fail(diag, BR_ERR_ARG, "no host to listen on");
+    if (c->port > 65535)
+        return br_fail(diag, BR_ERR_ARG, "port %u is outside 0..65535", c->port);
+    if (c->threads < 1 || c->threads > 1024)
+        return br_fail(diag, BR_ERR_ARG, "threads must be between 1 and 1024, not %u",
+                       c->threads);
+    if (c->max_k < 1)
+        return br_fail(diag, BR_ERR_ARG, "the k limit must be at least 1");
+    if (c->max_body < 16)
+        return br_fail(diag, BR_ERR_ARG, "the body limit must be at least 16 bytes");
+    if (c->max_header < 1024)
+        return br_fail(diag, BR_ERR_ARG, "the header limit must be at least 1024 bytes");
+    if (c->max_connections < 1)
+        return br_fail(diag, BR_ERR_ARG, "the connection limit must be at least 1");
+    if (c->timeout_s < 1)
+        return br_fail(diag, BR_ERR_ARG, "the connection timeout must be at least 1 s");
+    br_srv *s = calloc(1, sizeof *s);
+    if (!s)
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    s->cfg = *c;
+    s->listen_fd = MHD_INVALID_SOCKET;
+    s->host = strdup(c->host);
+    s->model_path = strdup(model_path);
+    if (!s->host || !s->model_path) {
+        br_srv_free(s);
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    }
+    s->cfg.host = s->host;
+    if (pthread_key_create(&s->tls_key, br_srv_tls_free) != 0) {
+        br_srv_free(s);
+        return br_fail(diag, BR_ERR_NOMEM, "cannot create a thread key");
+    }
+    s->tls_key_ok = 1;
+    br_srv_model *m = NULL;
+    br_err e = br_srv_model_open(model_path, 1, &m, diag);
+    if (!e && (e = br_srv_model_cell_create(m, &s->cell, diag)) != BR_OK)
+        br_srv_model_unref(m);
+    if (e) {
+        br_srv_free(s);
+        return e;
+    }
+    s->generation = 1;
+    s->started_mono = (double)br_srv_mono_ns() * 1e-9;
+    *out = s;
+    return BR_OK;
+}
+
+br_err br_srv_start(br_srv *s, br_diag *diag)
+{
+    if (!s || s->daemon || s->stopped)
+        return br_fail(diag, BR_ERR_ARG, "the server is already started or stopped");
+    /* "[::1]" -> "::1" */
+    char host[256];
+    snprintf(host, sizeof host, "%s", s->host);
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gr = getaddrinfo(host, NULL, &hints, &ai);
+    if (gr != 0 || !ai)
+        return br_fail(diag, BR_ERR_ARG, "cannot resolve host '%s': %s", s->host,
+                       gai_strerror(gr));
+    memset(&s->addr, 0, sizeof s->addr);
+    memcpy(&s->addr, ai->ai_addr, ai->ai_addrlen);
+    int v6 = ai->ai_family == AF_INET6;
+    freeaddrinfo(ai);
+    if (v6)
+        ((struct sockaddr_in6 *)&s->addr)->sin6_port = htons((uint16_t)s->cfg.port);
+    else
+        ((struct sockaddr_in *)&s->addr)->sin_port = htons((uint16_t)s->cfg.port);
+
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[16];
+    int n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &s->addr};
+    if (s->cfg.threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                        (intptr_t)s->cfg.max_header, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)s->cfg.port, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER,
+        br_srv_mhd_log, s, MHD_OPTION_URI_LOG_CALLBACK, br_srv_uri_cb, s,
+        MHD_OPTION_NOTIFY_COMPLETED, br_srv_completed, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!s->daemon)
+        return br_fail(diag, BR_ERR_IO, "cannot listen on %s port %u (in use, or not an "
+                       "address of this machine?)", s->host, s->cfg.port);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : s->cfg.port;
+    return BR_OK;
+}
+
+unsigned br_srv_port(const br_srv *s) { return s ? s->port : 0; }
+unsigned br_srv_in_flight(const br_srv *s) { return atomic_load(&s->in_flight); }
+uint64_t br_srv_generation(br_srv *s) { return s->generation; }
+
+br_err br_srv_reload(br_srv *s, br_diag *diag)
+{
+    if (!s)
+        return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    br_srv_model *m = NULL;
+    br_err e = br_srv_model_open(s->model_path, s->generation + 1, &m, diag);
+    if (e) {
+        atomic_fetch_add(&s->metrics.reloads_failed, 1);
+        return e;
+    }
+    s->generation++;
+    br_srv_model_cell_swap(s->cell, m);
+    atomic_fetch_add(&s->metrics.reloads_ok, 1);
+    return BR_OK;
+}
+
+unsigned br_srv_stop(br_srv *s, unsigned drain_ms)
+{
+    if (!s || s->stopped)
+        return 0;
+    s->stopped = 1;
+    if (!s->daemon)
+        return 0;
+    atomic_store(&s->stopping, 1);
+    s->listen_fd = MHD_quiesce_daemon(s->daemon);
+    unsigned left = atomic_load(&s->in_flight);
+    for (unsigned waited = 0; left && waited < drain_ms; waited += 5) {
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+        left = atomic_load(&s->in_flight);
+    }
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+    if (s->listen_fd != MHD_INVALID_SOCKET)
+        close(s->listen_fd);
+    s->listen_fd = MHD_INVALID_SOCKET;
+    return left;
+}
+
+void br_srv_free(br_srv *s)
+{
+    if (!s)
+        return;
+    br_srv_stop(s, 0);
+    br_srv_model_cell_free(s->cell);
+    if (s->tls_key_ok) {
+        /* The workers are gone (their destructors ran); this thread may hold
+         * one too if it ever queried. */
+        br_srv_tls_free(pthread_getspecific(s->tls_key));
+        pthread_key_delete(s->tls_key);
+    }
+    free(s->host);
+    free(s->model_path);
+    free(s);
+}

@@ -1,0 +1,97 @@
+/*
+ * br_server.h - the HTTP inference server behind `bookrec-infer --serve`:
+ * the br_rec scorer behind a JSON API on libmicrohttpd (its own pool of
+ * worker threads, each on epoll). Routes, answers and errors are specified
+ * in docs/HTTP.md:
+ *
+ *   GET  /v1/recommend?user=ID&k=10[&include_read=1]
+ *   POST /v1/recommend     {"read": [ids], "ratings": [1..5, optional], "k": 10}
+ *   GET  /v1/similar?book=ID&k=10
+ *   GET  /v1/books/ID
+ *   GET  /healthz
+ *   GET  /metrics          Prometheus text format
+ *
+ * Errors are JSON {"error": "..."} with 400 (missing or malformed
+ * parameter), 404 (unknown user, book or route), 405 (wrong method, with
+ * Allow), 413 (body over the limit), 431 (headers over the limit; sent by
+ * libmicrohttpd itself), 500 (out of memory).
+ *
+ * Each worker thread keeps its own br_rec_scratch, made on its first query
+ * and remade if a reloaded model has other dimensions; it is freed when the
+ * thread ends. Each request holds a reference to the model it started on
+ * (br_server_model.h), so br_srv_reload can swap models while requests run.
+ *
+ * Lifecycle: br_srv_create loads the model, br_srv_start listens,
+ * br_srv_reload re-maps the model file (a file that fails validation is
+ * refused and the old model keeps serving), br_srv_stop stops accepting,
+ * waits for the requests in flight and stops the workers, br_srv_free.
+ * Signals are the caller's business. Nothing here prints or exits; the
+ * access log goes to the FILE the caller passes, and libmicrohttpd's own
+ * messages to the caller's log callback.
+ */
+#ifndef BR_SERVER_H
+#define BR_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "br_error.h"
+
+typedef struct br_srv br_srv;
+
+typedef struct br_srv_config {
+    const char *host;          /* address to bind: "127.0.0.1" (default), "::1", "localhost" */
+    unsigned port;             /* 0: any free port (see br_srv_port) */
+    unsigned threads;          /* worker threads (default 2) */
+    unsigned max_k;            /* largest k accepted (default 1000) */
+    size_t max_body;           /* largest POST body in bytes (default 1 MiB) */
+    size_t max_header;         /* per-connection memory for the request line and
+                                * headers, bytes (default 16 KiB); more gives 431 */
+    unsigned max_connections;  /* open connections at once (default 1024) */
+    unsigned timeout_s;        /* idle connection timeout, seconds (default 30) */
+    FILE *access_log;          /* one logfmt line per request, or NULL */
+    /* libmicrohttpd's own messages (bind failures, ...), or NULL to drop them. */
+    void (*log)(void *ctx, const char *msg);
+    void *log_ctx;
+} br_srv_config;
+
+/* Fills c with the defaults above. */
+void br_srv_config_default(br_srv_config *c);
+
+/* Checks the configuration and loads the model at model_path (kept for
+ * br_srv_reload). Errors: BR_ERR_ARG for a bad configuration, those of
+ * br_model_open / br_rec_create for the model. */
+br_err br_srv_create(const br_srv_config *c, const char *model_path, br_srv **out,
+                     br_diag *diag);
+
+/* Starts listening. BR_ERR_ARG for a host that does not resolve, BR_ERR_IO
+ * if the daemon cannot start (the diag names host and port; the log
+ * callback has libmicrohttpd's reason). */
+br_err br_srv_start(br_srv *s, br_diag *diag);
+
+/* The bound port (the real one when the configuration said 0); 0 before
+ * br_srv_start. */
+unsigned br_srv_port(const br_srv *s);
+
+/* Re-maps the model file and swaps it in. Requests already running finish
+ * on the old model, which is freed when the last of them ends. If the new
+ * file fails to load, the old model keeps serving and the error is returned
+ * (and counted in /metrics). Call from one thread at a time. */
+br_err br_srv_reload(br_srv *s, br_diag *diag);
+
+/* Stops accepting connections, waits up to drain_ms for the requests in
+ * flight to finish, then stops the workers. Returns the number of requests
+ * that were still in flight when the wait ran out (0: a clean stop).
+ * Idempotent; br_srv_free calls it with drain_ms 0 if needed. */
+unsigned br_srv_stop(br_srv *s, unsigned drain_ms);
+
+void br_srv_free(br_srv *s);   /* NULL ok */
+
+/* Requests started and not yet completed. */
+unsigned br_srv_in_flight(const br_srv *s);
+
+/* The served model's generation: 1 after br_srv_create, +1 per successful
+ * reload. */
+uint64_t br_srv_generation(br_srv *s);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * test_server.c - the HTTP server library (infer/br_server.h) and its
+ * reference-counted model cell (infer/br_server_model.h), in process, on
+ * synthetic models written to a temporary folder.
+ *
+ * The cell: an acquired model outlives a swap and is freed with its last
+ * reference. The server (loopback only, on a port the kernel picks): each
+ * route answers, each error has its status and a JSON {"error"} body, k and
+ * body limits hold, and reloads under load (models of other dimensions, so
+ * per-thread scratch is remade, and damaged files, which are refused) never
+ * fail a request; a stop with nothing in flight is clean and frees every
+ * model. The program (signals, exit status, access log) is tested by
+ * tests/cli/server.sh.
+ *
+ * The client is plain sockets: one request per connection (Connection:
+ * close), read to end of file.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "br_model.h"
+#include "br_rng.h"
+#include "br_server.h"
+#include "br_server_model.h"
+
+/* ---- synthetic model files ------------------------------------------------------ */
+
+/* Writes a dot/biased model of nu users (ids 1..nu), nb books (ids 1..nb),
+ * each user having read books 1..3, to path. */
+static void write_model(const char *path, uint32_t nu, uint32_t nb, uint32_t dim, uint64_t seed)
+{
+    br_rng g;
+    br_rng_seed(&g, seed);
+    float *P = calloc((size_t)nu * dim, sizeof *P), *Q = calloc((size_t)nb * dim, sizeof *Q);
+    float *bu = calloc(nu, sizeof *bu), *bb = calloc(nb, sizeof *bb);
+    uint32_t *uid = calloc(nu, sizeof *uid), *bid = calloc(nb, sizeof *bid);
+    uint64_t *ptr = calloc((size_t)nu + 1, sizeof *ptr);
+    uint32_t *idx = calloc((size_t)nu * 3, sizeof *idx);
+    assert_non_null(P);
+    assert_non_null(idx);
+    for (size_t i = 0; i < (size_t)nu * dim; i++)
+        P[i] = (float)(br_rng_next(&g) >> 40) / (float)(1u << 24) - 0.5f;
+    for (size_t i = 0; i < (size_t)nb * dim; i++)
+        Q[i] = (float)(br_rng_next(&g) >> 40) / (float)(1u << 24) - 0.5f;
+    for (uint32_t b = 0; b < nb; b++)
+        bid[b] = b + 1;
+    for (uint32_t u = 0; u < nu; u++) {
+        uid[u] = u + 1;
+        ptr[u] = 3 * (uint64_t)u;
+        for (uint32_t j = 0; j < 3; j++)
+            idx[3 * u + j] = j;
+    }
+    ptr[nu] = 3 * (uint64_t)nu;
+    br_model_data d;
+    memset(&d, 0, sizeof d);
+    d.meta.kind = BR_MODEL_BIASED;
+    d.meta.loss = BR_LOSS_MSE;
+    d.meta.optim = BR_OPTIM_SGD;
+    d.meta.dim = dim;
+    d.meta.n_users = nu;
+    d.meta.n_books = nb;
+    d.meta.global_mean = 3.5f;
+    d.meta.reg = d.meta.reg_bias = 0.05f;
+    d.meta.seed = seed;
+    d.meta.test_rmse = d.meta.test_mae = NAN;
+    d.user_vecs = P;
+    d.book_vecs = Q;
+    d.src_stride = dim;
+    d.user_bias = bu;
+    d.book_bias = bb;
+    d.user_ids = uid;
+    d.book_ids = bid;
+    d.read_ptr = ptr;
+    d.read_idx = idx;
+    br_diag dg;
+    assert_int_equal(br_model_save(&d, path, &dg), BR_OK);
+    free(P);
+    free(Q);
+    free(bu);
+    free(bb);
+    free(uid);
+    free(bid);
+    free(ptr);
+    free(idx);
+}
+
+/* Copies src to dst with one byte in the middle flipped. */
+static void write_damaged(const char *src, const char *dst)
+{
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n / 2] ^= 0x55;
+    f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    free(buf);
+}
+
+typedef struct fixture {
+    char dir[64];
+    char a[128], b[128], bad[128], live[128];
+} fixture;
+
+/* Model a (dim 8, 40 books), b (dim 13, 57 books), bad (a damaged), and
+ * live, the path the server serves (a copy of a). */
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/br_test_server.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->a, sizeof f->a, "%s/a.model", f->dir);
+    snprintf(f->b, sizeof f->b, "%s/b.model", f->dir);
+    snprintf(f->bad, sizeof f->bad, "%s/bad.model", f->dir);
+    snprintf(f->live, sizeof f->live, "%s/live.model", f->dir);
+    write_model(f->a, 30, 40, 8, 1);
+    write_model(f->b, 25, 57, 13, 2);
+    write_damaged(f->a, f->bad);
+    write_model(f->live, 30, 40, 8, 1);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    unlink(f->a);
+    unlink(f->b);
+    unlink(f->bad);
+    unlink(f->live);
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "%s/next.model", f->dir);
+    unlink(tmp);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Atomically replaces the served file with a copy of src. */
+static void install(const fixture *f, const char *src)
+{
+    char tmp[160], cmd[1024];
+    snprintf(tmp, sizeof tmp, "%s/next.model", f->dir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && mv '%s' '%s'", src, tmp, tmp, f->live);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- a minimal HTTP client ------------------------------------------------------- */
+
+/* Sends raw (a whole request) to 127.0.0.1:port and reads the answer to
+ * EOF. Returns the status (0 on a connection failure); the body (malloc'd,
+ * NUL-terminated) goes to *body if body is not NULL. */
+static int http_raw(unsigned port, const char *raw, size_t rawlen, char **body)
+{
+    if (body)
+        *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct timeval tv = {20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);   /* loopback only */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return 0;
+    }
+    size_t off = 0;
+    while (off < rawlen) {
+        ssize_t w = send(fd, raw + off, rawlen - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;   /* the server may answer (413) and close before reading it all */
+        off += (size_t)w;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1024 > cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = 0;
+    char *b = strstr(buf, "\r\n\r\n");
+    if (body)
+        *body = strdup(b ? b + 4 : "");
+    free(buf);
+    return status;
+}
+
+static int http(unsigned port, const char *method, const char *target, const char *data,
+                char **body)
+{
+    char req[8192];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, target, data ? strlen(data) : 0, data ? data : "");
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    return http_raw(port, req, (size_t)n, body);
+}
+
+/* Status of a request, and that an error body is {"error": ...}. */
+static void expect(unsigned port, const char *method, const char *target, const char *data,
+                   int want, const char *body_has)
+{
+    char *body = NULL;
+    int got = http(port, method, target, data, &body);
+    if (got != want || (body_has && !strstr(body, body_has)))
+        fail_msg("%s %s: status %d (want %d), body %s", method, target, got, want, body);
+    if (want >= 400 && strncmp(body, "{\"error\":\"", 10) != 0)
+        fail_msg("%s %s: error body is not {\"error\": ...}: %s", method, target, body);
+    free(body);
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static void test_cell_refcount(void **state)
+{
+    fixture *f = *state;
+    long live0 = br_srv_model_live();
+    br_srv_model *a = NULL, *b = NULL;
+    br_diag d;
+    assert_int_equal(br_srv_model_open(f->a, 1, &a, &d), BR_OK);
+    assert_int_equal(br_srv_model_open(f->b, 2, &b, &d), BR_OK);
+    assert_int_equal(br_srv_model_live(), live0 + 2);
+    br_srv_model *bad = NULL;
+    assert_int_equal(br_srv_model_open(f->bad, 3, &bad, &d), BR_ERR_MODEL_CHECKSUM);
+    assert_null(bad);
+    assert_int_equal(br_srv_model_live(), live0 + 2);
+
+    br_srv_model_cell *c = NULL;
+    assert_int_equal(br_srv_model_cell_create(a, &c, &d), BR_OK);
+    br_srv_model *held = br_srv_model_cell_acquire(c);   /* a request on a */
+    assert_ptr_equal(held, a);
+    br_srv_model_cell_swap(c, b);
+    assert_int_equal(br_srv_model_live(), live0 + 2);   /* a lives on for the request */
+    br_srv_model *now = br_srv_model_cell_acquire(c);
+    assert_ptr_equal(now, b);
+    assert_int_equal(br_srv_model_generation(now), 2);
+    assert_int_equal(br_model_get_meta(br_srv_model_model(held))->dim, 8);
+    size_t len;
+    const char *bj = br_srv_model_book_json(held, 0, &len);
+    assert_true(len > 0 && strncmp(bj, "\"book_id\":1,\"title\":\"\"", 22) == 0);
+    br_srv_model_unref(held);                           /* the request ends */
+    assert_int_equal(br_srv_model_live(), live0 + 1);
+    br_srv_model_unref(now);
+    br_srv_model_cell_free(c);
+    assert_int_equal(br_srv_model_live(), live0);
+}
+
+static br_srv *start(const fixture *f, unsigned max_k, size_t max_body)
+{
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.port = 0;
+    cfg.threads = 2;
+    cfg.max_k = max_k;
+    cfg.max_body = max_body;
+    br_srv *s = NULL;
+    br_diag d;
+    br_err e = br_srv_create(&cfg, f->live, &s, &d);
+    if (e)
+        fail_msg("br_srv_create: %s", br_diag_text(&d, e));
+    e = br_srv_start(s, &d);
+    if (e)
+        fail_msg("br_srv_start: %s", br_diag_text(&d, e));
+    assert_true(br_srv_port(s) > 0);
+    return s;
+}
+
+static void test_routes_and_errors(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    long live0 = br_srv_model_live();
+    br_srv *s = start(f, 20, 2048);
+    unsigned p = br_srv_port(s);
+
+    expect(p, "GET", "/healthz", NULL, 200, "\"status\":\"ok\"");
+    expect(p, "HEAD", "/healthz", NULL, 200, NULL);
+    expect(p, "GET", "/v1/recommend?user=1&k=5", NULL, 200, "\"rank\":5,");
+    expect(p, "GET", "/v1/recommend?user=1&k=5&include_read=1", NULL, 200, "\"include_read\":true");
+    expect(p, "GET", "/v1/similar?book=2&k=3", NULL, 200, "\"score\":\"cosine\"");
+    expect(p, "GET", "/v1/books/7", NULL, 200, "\"book_id\":7");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [4, 5], \"ratings\": [5, 3], \"k\": 4}", 200,
+           "\"read_count\":2");
+    expect(p, "GET", "/metrics", NULL, 200, "bookrec_model_info{");
+
+    /* read books are left out: user 1 read books 1..3 */
+    char *body = NULL;
+    assert_int_equal(http(p, "GET", "/v1/recommend?user=1&k=20", NULL, &body), 200);
+    assert_null(strstr(body, "\"book_id\":1,"));
+    assert_null(strstr(body, "\"book_id\":2,"));
+    free(body);
+
+    expect(p, "GET", "/v1/recommend", NULL, 400, "missing parameter 'user'");
+    expect(p, "GET", "/v1/recommend?user=x1", NULL, 400, "not a user id");
+    expect(p, "GET", "/v1/recommend?user=1&k=0", NULL, 400, "k must be");
+    expect(p, "GET", "/v1/recommend?user=1&k=21", NULL, 400, "between 1 and 20");
+    expect(p, "GET", "/v1/recommend?user=1&k=ten", NULL, 400, "not a whole number");
+    expect(p, "GET", "/v1/recommend?user=1&include_read=maybe", NULL, 400, "include_read");
+    expect(p, "GET", "/v1/similar", NULL, 400, "missing parameter 'book'");
+    expect(p, "GET", "/v1/books/x", NULL, 400, "not a book id");
+    expect(p, "GET", "/v1/books/", NULL, 400, "missing book id");
+    expect(p, "POST", "/v1/recommend", "", 400, "empty body");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [1,", 400, "malformed JSON");
+    expect(p, "POST", "/v1/recommend", "[1, 2]", 400, "JSON object");
+    expect(p, "POST", "/v1/recommend", "{\"read\": []}", 400, "non-empty");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [1, -2]}", 400, "'read'[1]");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [1, 2], \"ratings\": [5]}", 400, "as long as");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [1], \"ratings\": [9]}", 400, "1..5");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [1], \"k\": 2.5}", 400, "'k'");
+
+    expect(p, "GET", "/v1/recommend?user=31", NULL, 404, "user 31 is not in the model");
+    expect(p, "GET", "/v1/similar?book=41", NULL, 404, "book 41");
+    expect(p, "GET", "/v1/books/41", NULL, 404, "book 41");
+    expect(p, "POST", "/v1/recommend", "{\"read\": [1, 41]}", 404, "book 41");
+    expect(p, "GET", "/nope", NULL, 404, "no route");
+
+    expect(p, "DELETE", "/healthz", NULL, 405, "not allowed");
+    expect(p, "PUT", "/v1/recommend", "{}", 405, "not allowed");
+    expect(p, "POST", "/v1/similar?book=1", "{}", 405, "not allowed");
+
+    /* 413: a declared length over the limit, and a chunked body over it */
+    char big[4096];
+    memset(big, ' ', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    expect(p, "POST", "/v1/recommend", big, 413, "over the limit");
+    char chunked[6000];
+    int n = snprintf(chunked, sizeof chunked,
+                     "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+                     (unsigned)strlen(big), big);
+    assert_int_equal(http_raw(p, chunked, (size_t)n, NULL), 413);
+
+    /* 431: headers over the limit (32 KiB) */
+    size_t hl = 40000;
+    char *hdr = malloc(hl + 200);
+    n = snprintf(hdr, 200, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ");
+    memset(hdr + n, 'a', hl);
+    memcpy(hdr + n + hl, "\r\n\r\n", 5);
+    int st = http_raw(p, hdr, (size_t)n + hl + 4, NULL);
+    assert_true(st == 431 || st == 400);
+    free(hdr);
+
+    /* the metrics counted them */
+    assert_int_equal(http(p, "GET", "/metrics", NULL, &body), 200);
+    assert_non_null(strstr(body, "route=\"/v1/recommend\",method=\"GET\",code=\"400\"}"));
+    assert_non_null(strstr(body, "route=\"/healthz\",method=\"other\",code=\"405\"} 1"));
+    assert_non_null(strstr(body, "code=\"413\"} 2"));
+    assert_non_null(strstr(body, "bookrec_http_request_duration_seconds_bucket{route=\"/v1/similar\",le=\"+Inf\"}"));
+    free(body);
+
+    assert_int_equal(br_srv_stop(s, 2000), 0);
+    br_srv_free(s);
+    assert_int_equal(br_srv_model_live(), live0);
+}
+
+typedef struct load {
+    unsigned port;
+    atomic_int stop;
+    atomic_long ok, bad;
+    int seq;
+} load;
+
+static void *load_thread(void *arg)
+{
+    load *l = arg;
+    unsigned i = 0;
+    while (!atomic_load(&l->stop)) {
+        char target[64];
+        int st;
+        i++;
+        if (i % 3 == 0) {
+            st = http(l->port, "POST", "/v1/recommend", "{\"read\": [4, 5, 6], \"k\": 3}", NULL);
+        } else {
+            snprintf(target, sizeof target, "/v1/recommend?user=%u&k=5", 1 + i % 25);
+            st = http(l->port, "GET", target, NULL, NULL);
+        }
+        if (st == 200)
+            atomic_fetch_add(&l->ok, 1);
+        else
+            atomic_fetch_add(&l->bad, 1);
+    }
+    return NULL;
+}
+
+/* Reloads while four clients query: models of other dimensions swap in,
+ * damaged ones are refused, and no request fails. */
+static void test_reload_under_load(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    long live0 = br_srv_model_live();
+    br_srv *s = start(f, 100, 4096);
+    load l = {.port = br_srv_port(s)};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, load_thread, &l), 0);
+    uint64_t gen = 1;
+    br_diag d;
+    for (int r = 0; r < 12; r++) {
+        usleep(20000);
+        if (r % 3 == 2) {
+            install(f, f->bad);
+            assert_int_equal(br_srv_reload(s, &d), BR_ERR_MODEL_CHECKSUM);
+            assert_int_equal(br_srv_generation(s), gen);
+        } else {
+            install(f, r % 2 ? f->b : f->a);
+            br_err e = br_srv_reload(s, &d);
+            if (e)
+                fail_msg("reload %d: %s", r, br_diag_text(&d, e));
+            assert_int_equal(br_srv_generation(s), ++gen);
+        }
+        char *body = NULL;
+        assert_int_equal(http(l.port, "GET", "/healthz", NULL, &body), 200);
+        char want[64];
+        snprintf(want, sizeof want, "\"generation\":%llu", (unsigned long long)gen);
+        assert_non_null(strstr(body, want));
+        free(body);
+    }
+    usleep(20000);
+    atomic_store(&l.stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    print_message("reload under load: %ld requests answered 200, %ld not\n",
+                  atomic_load(&l.ok), atomic_load(&l.bad));
+    assert_true(atomic_load(&l.ok) > 0);
+    assert_int_equal(atomic_load(&l.bad), 0);
+    char *body = NULL;
+    assert_int_equal(http(l.port, "GET", "/metrics", NULL, &body), 200);
+    assert_non_null(strstr(body, "bookrec_model_reloads_total{result=\"failed\"} 4"));
+    assert_non_null(strstr(body, "bookrec_model_reloads_total{result=\"ok\"} 8"));
+    free(body);
+    assert_int_equal(br_srv_stop(s, 2000), 0);
+    br_srv_free(s);
+    assert_int_equal(br_srv_model_live(), live0);
+}
+
+static void test_config_errors(void **state)
+{
+    fixture *f = *state;
+    br_srv_config cfg;
+    br_diag d;
+    br_srv *s = NULL;
+    br_srv_config_default(&cfg);
+    cfg.threads = 0;
+    assert_int_equal(br_srv_create(&cfg, f->a, &s, &d), BR_ERR_ARG);
+    br_srv_config_default(&cfg);
+    cfg.max_k = 0;
+    assert_int_equal(br_srv_create(&cfg, f->a, &s, &d), BR_ERR_ARG);
+    br_srv_config_default(&cfg);
+    assert_int_equal(br_srv_create(&cfg, f->bad, &s, &d), BR_ERR_MODEL_CHECKSUM);
+    assert_null(s);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none.model", f->dir);
+    assert_int_equal(br_srv_create(&cfg, missing, &s, &d), BR_ERR_NOT_FOUND);
+    br_srv_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cell_refcount),
+        cmocka_unit_test(test_routes_and_errors),
+        cmocka_unit_test(test_reload_under_load),
+        cmocka_unit_test(test_config_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
