@@ -95,6 +95,7 @@ typedef struct br_srv_req {
     br_srv *srv;
     uint64_t t0_ns;           /* CLOCK_MONOTONIC at the request line */
     int route, method;        /* RT_*, MT_* */
+    char method_text[16];     /* the method as sent, for the access log */
     int seen;                 /* the access handler has run */
     unsigned status;          /* 0 until an answer is queued */
     size_t resp_bytes;
@@ -921,10 +922,7 @@ static void br_srv_completed(void *cls, struct MHD_Connection *con, void **req_c
     atomic_fetch_add_explicit(&mx->hist_sum_ns[rq->route], (unsigned long)(sec * 1e9),
                               memory_order_relaxed);
     if (s->cfg.access_log) {
-        const char *method = br_srv_method_name[rq->method];
-        if (!rq->seen)
-            method = "-";
-        br_srv_access_log(s, rq, method, sec);
+        br_srv_access_log(s, rq, rq->method_text[0] ? rq->method_text : "-", sec);
     }
     free(rq->body);
     free(rq);
@@ -948,6 +946,10 @@ static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, cons
         rq->seen = 1;
         rq->route = br_srv_route_of(url);
         rq->method = br_srv_method_of(method);
+        snprintf(rq->method_text, sizeof rq->method_text, "%s", method);
+        for (char *c = rq->method_text; *c; c++)   /* keep the log line parseable */
+            if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || *c == '-' || *c == '_'))
+                *c = '_';
         if (rq->route == RT_RECOMMEND && rq->method == MT_POST) {
             const char *cl =
                 MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

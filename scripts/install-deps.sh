@@ -11,6 +11,7 @@ PKGS=(
   libstb-dev            # stb_image_write for PNG output
   libmicrohttpd-dev     # bookrec-infer --serve
   libjansson-dev        # JSON bodies for the server
+  curl                  # tests/cli/server.sh talks to the server
 )
 
 missing=()
