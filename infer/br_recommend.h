@@ -12,13 +12,20 @@
  * Scores. For a reader u and a book b the score is the model's output,
  *   dot:     p_u . q_b
  *   biased:  (mean + b_u + b_b) + p_u . q_b
+ *   mlp:     w3 . relu(W2^T relu(W1^T [p_u, q_b] + b1) + b2) + b3
  * computed by the br_kernels score/dot kernels (AVX2 or the scalar
- * reference: bit-identical). For models trained on ratings (mse loss) it is
+ * reference: bit-identical); for mlp models by a slower path (the book half
+ * of the first layer precomputed per model in br_rec_create, n_books x h1
+ * floats; then about h1 h2 / 2 multiply-adds per book and query: a few
+ * milliseconds for 10,000 books), with the trainer's operations in the
+ * trainer's order, so scores equal the trainer's predictions. For models trained on ratings (mse loss) it is
  * the predicted rating, not clamped (br_rec_predict clamps to 1..5); for bpr
  * models it is a ranking score. The k best are found by a bounded heap
  * (never a full sort of all books): higher score first, equal scores by
  * lower book id; the result equals a full sort of all the scores in that
- * order cut to k, exactly. MLP models are refused (BR_ERR_UNSUPPORTED).
+ * order cut to k, exactly. Fold-in (br_rec_foldin, br_rec_reader) is not
+ * available for mlp models (BR_ERR_UNSUPPORTED); br_rec_similar ranks by the
+ * cosine of the book embeddings for every kind.
  *
  * Ids are the dataset's own user_id / book_id everywhere in this API.
  */
@@ -43,8 +50,10 @@ typedef struct br_rec_item {
 /* Flags for the top-k queries. */
 #define BR_REC_INCLUDE_READ 1u   /* keep the books the reader has read */
 
-/* Wraps a model (borrowed: it must outlive the br_rec). Errors:
- * BR_ERR_UNSUPPORTED for an MLP model, BR_ERR_NOMEM. */
+/* Wraps a model (borrowed: it must outlive the br_rec). For an mlp model
+ * this precomputes the book halves of the first layer (n_books x h1 floats).
+ * Errors: BR_ERR_UNSUPPORTED for an unknown kind or an mlp model without
+ * weights, BR_ERR_NOMEM. */
 br_err br_rec_create(const br_model *m, br_rec **out, br_diag *diag);
 void br_rec_free(br_rec *r);                  /* NULL ok */
 
@@ -98,7 +107,8 @@ br_err br_rec_similar(const br_rec *r, br_rec_scratch *s, uint32_t book_id, size
  * vec receives `stride` floats (zero padded past dim), *bias the reader's
  * bias (0 unless biased mse). Errors: BR_ERR_EMPTY for n == 0,
  * BR_ERR_NOT_FOUND for a book id the model lacks, BR_ERR_RANGE for a rating
- * outside 1..5 or not finite, BR_ERR_NUMERIC if the solve fails. */
+ * outside 1..5 or not finite, BR_ERR_NUMERIC if the solve fails,
+ * BR_ERR_UNSUPPORTED for mlp models ("not supported for mlp models"). */
 br_err br_rec_foldin(const br_rec *r, br_rec_scratch *s, const uint32_t *book_ids,
                      const float *ratings, size_t n, float *vec, float *bias, br_diag *diag);
 
@@ -112,7 +122,8 @@ br_err br_rec_reader(const br_rec *r, br_rec_scratch *s, const uint32_t *book_id
 /* The k best books for an arbitrary reader vector vec (stride floats, 32-byte
  * aligned) with score add + b_b + vec.q_b (b_b only for biased models),
  * leaving out the internal book indices exclude[0..n_ex) (ascending;
- * out-of-range entries ignored). */
+ * out-of-range entries ignored). For mlp models vec is a reader embedding
+ * (dim floats used), the score is the network's output and add is ignored. */
 br_err br_rec_vector(const br_rec *r, br_rec_scratch *s, const float *vec, float add,
                      const uint32_t *exclude, size_t n_ex, size_t k, br_rec_item *out,
                      size_t *n_out, br_diag *diag);
