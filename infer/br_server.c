@@ -929,6 +929,13 @@ static void br_srv_completed(void *cls, struct MHD_Connection *con, void **req_c
     atomic_fetch_sub(&s->in_flight, 1);
 }
 
+static enum MHD_Result br_srv_count_header(void *cls, enum MHD_ValueKind kind,
+                                           const char *key, const char *value)
+{
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;   /* ": " and CRLF */
+    return MHD_YES;
+}
+
 static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, const char *url,
                                      const char *method, const char *version,
                                      const char *upload_data, size_t *upload_data_size,
@@ -950,6 +957,12 @@ static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, cons
         for (char *c = rq->method_text; *c; c++)   /* keep the log line parseable */
             if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || *c == '-' || *c == '_'))
                 *c = '_';
+        size_t hbytes = strlen(url) + strlen(method) + 16;
+        MHD_get_connection_values(con, MHD_HEADER_KIND, br_srv_count_header, &hbytes);
+        if (hbytes > s->cfg.max_header)
+            return br_srv_error(rq, con, 431, NULL,
+                                "request line and headers of %zu bytes are over the limit of "
+                                "%zu bytes", hbytes, s->cfg.max_header);
         if (rq->route == RT_RECOMMEND && rq->method == MT_POST) {
             const char *cl =
                 MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -1148,8 +1161,11 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL};
+    /* libmicrohttpd answers headers that do not fit its per-connection
+     * memory with its own (HTML) 431; give it room for twice the limit so
+     * that, up to there, the handler answers the JSON 431 itself. */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                        (intptr_t)s->cfg.max_header, NULL};
+                                        (intptr_t)(2 * s->cfg.max_header + 16384), NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     s->daemon = MHD_start_daemon(

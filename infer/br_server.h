@@ -13,8 +13,9 @@
  *
  * Errors are JSON {"error": "..."} with 400 (missing or malformed
  * parameter), 404 (unknown user, book or route), 405 (wrong method, with
- * Allow), 413 (body over the limit), 431 (headers over the limit; sent by
- * libmicrohttpd itself), 500 (out of memory).
+ * Allow), 413 (body over the limit), 431 (request line and headers over the
+ * limit; past twice the limit libmicrohttpd sends its own HTML 431 before
+ * the handler sees the request), 500 (out of memory).
  *
  * Each worker thread keeps its own br_rec_scratch, made on its first query
  * and remade if a reloaded model has other dimensions; it is freed when the
@@ -45,8 +46,8 @@ typedef struct br_srv_config {
     unsigned threads;          /* worker threads (default 2) */
     unsigned max_k;            /* largest k accepted (default 1000) */
     size_t max_body;           /* largest POST body in bytes (default 1 MiB) */
-    size_t max_header;         /* per-connection memory for the request line and
-                                * headers, bytes (default 16 KiB); more gives 431 */
+    size_t max_header;         /* request line + headers, bytes (default 32 KiB);
+                                * more gives 431 */
     unsigned max_connections;  /* open connections at once (default 1024) */
     unsigned timeout_s;        /* idle connection timeout, seconds (default 30) */
     FILE *access_log;          /* one logfmt line per request, or NULL */

@@ -71,7 +71,7 @@ req() {
         fail "$name: status $got, expected $want: $(head -c 300 "$TMP/body")"
         return 1
     fi
-    if [ "$want" -ge 400 ] && [ "$want" != 431 ]; then
+    if [ "$want" -ge 400 ] && [ "${RAW_ERROR:-0}" = 0 ]; then
         jq -e '.error | type == "string"' "$TMP/body" >/dev/null 2>&1 ||
             { fail "$name: body is not {\"error\": ...}: $(head -c 300 "$TMP/body")"; return 1; }
     fi
@@ -146,13 +146,18 @@ head -c 5000 /dev/zero | tr '\0' ' ' >"$TMP/big.json"
 req "body too big" 413 -X POST --data-binary @"$TMP/big.json" "$B/v1/recommend" && ok "413 body over --max-body"
 req "chunked too big" 413 -X POST -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big.json" "$B/v1/recommend" &&
     ok "413 chunked body"
-req "header too big" 431 -H "X-Big: $(head -c 40000 /dev/zero | tr '\0' a)" "$B/healthz" && ok "431 header too big"
+req "header too big" 431 -H "X-Big: $(head -c 40000 /dev/zero | tr '\0' a)" "$B/healthz" &&
+    body_has "header too big" "over the limit" && ok "431 header over --max-header"
+# far over: libmicrohttpd's own 431 (HTML) before the handler sees it
+RAW_ERROR=1 req "header far too big" 431 -H "X-Big: $(head -c 100000 /dev/zero | tr '\0' a)" "$B/healthz" &&
+    ok "431 header far over the limit"
 
 # ---- metrics ----
 if req "metrics" 200 "$B/metrics"; then
     body_has metrics 'bookrec_http_requests_total{route="/v1/recommend",method="GET",code="200"}'
     body_has metrics 'bookrec_http_requests_total{route="/v1/recommend",method="POST",code="413"} 2'
     body_has metrics 'code="405"'
+    body_has metrics 'bookrec_http_requests_total{route="/healthz",method="GET",code="431"} 1'
     body_has metrics 'bookrec_http_request_duration_seconds_bucket{route="/v1/recommend",le="+Inf"}'
     body_has metrics "bookrec_model_info{fingerprint=\"$FP1\""
     body_has metrics 'bookrec_model_loaded_timestamp_seconds '
