@@ -285,6 +285,67 @@ static void test_adam_learns(void **state)
     br_trainer_free(t);
 }
 
+/* ---- AutoRec learns the planted structure too ------------------------------------ */
+
+static br_trainer *train_autorec(uint64_t seed, uint32_t epochs, double *loss0, double *loss)
+{
+    br_train_opts o;
+    br_train_defaults_autorec(&o);
+    o.dim = 32;
+    o.epochs = epochs;
+    o.lr = 0.002f;   /* 400 ratings per book here, not 78: smaller steps */
+    o.reg = 0.05f;
+    o.threads = 1;
+    o.seed = seed;
+    br_trainer *t = make_trainer(&o);
+    br_train_data td = {.r = g_pl.r, .idx = g_pl.train_idx, .n = g_pl.n_train};
+    br_diag d;
+    br_diag_clear(&d);
+    for (uint32_t ep = 0; ep < o.epochs; ep++) {
+        must(br_trainer_epoch(t, &td, ep, loss, &d), &d, "br_trainer_epoch (autorec)");
+        if (ep == 0)
+            *loss0 = *loss;
+    }
+    return t;
+}
+
+static void test_autorec_learns(void **state)
+{
+    (void)state;
+    double loss0, loss;
+    br_trainer *t = train_autorec(9, 30, &loss0, &loss);
+    double rmse = test_rmse(t), base = mean_baseline_rmse();
+    print_message("AutoRec: test RMSE %.4f, mean baseline %.4f, loss %.4f -> %.4f\n", rmse, base,
+                  loss0, loss);
+    br_params p;
+    br_trainer_params(t, &p);
+    /* written as a biased model whose prediction is b_u + W_u . h_b */
+    assert_int_equal(p.kind, BR_MODEL_BIASED);
+    assert_true(p.mean == 0.0f);
+    for (uint32_t b = 0; b < p.n_books; b++)
+        assert_true(p.bb[b] == 0.0f);
+    for (uint32_t b = 0; b < p.n_books; b += 13)   /* codes are sigmoid outputs; padding 0 */
+        for (uint32_t k = 0; k < p.stride; k++) {
+            float h = p.Q[(size_t)b * p.stride + k];
+            assert_true(k < p.dim ? (h >= 0.0f && h <= 1.0f) : h == 0.0f);
+        }
+    /* measured 0.519 against a mean baseline of 0.840 */
+    assert_true(loss < 0.6 * loss0);
+    assert_true(rmse < base - 0.25);
+    br_trainer_free(t);
+    /* one thread, same seed: the same parameters; another seed: others */
+    param_copy c[3];
+    for (int run = 0; run < 3; run++) {
+        t = train_autorec(run < 2 ? 21 : 22, 2, &loss0, &loss);
+        params_copy(t, &c[run]);
+        br_trainer_free(t);
+    }
+    assert_true(params_equal(&c[0], &c[1]));
+    assert_false(params_equal(&c[0], &c[2]));
+    for (int run = 0; run < 3; run++)
+        free(c[run].buf);
+}
+
 /* ---- (b) determinism with one thread ------------------------------------------ */
 
 static void run_epochs(br_trainer *t, uint32_t from, uint32_t epochs)
@@ -325,6 +386,7 @@ static void test_determinism(void **state)
     check_determinism(BR_LOSS_MSE, BR_OPTIM_SGD, 0);
     check_determinism(BR_LOSS_MSE, BR_OPTIM_ADAM, 0);
     check_determinism(BR_LOSS_BPR, BR_OPTIM_SGD, 0);
+    check_determinism(BR_LOSS_BPR, BR_OPTIM_ADAM, 0);
     check_determinism(BR_LOSS_MSE, BR_OPTIM_SGD, 1);   /* SVD++ */
 }
 
@@ -751,6 +813,7 @@ int main(void)
     const struct CMUnitTest planted_tests[] = {
         cmocka_unit_test(test_sgd_learns),
         cmocka_unit_test(test_adam_learns),
+        cmocka_unit_test(test_autorec_learns),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_seed_changes_order),
         cmocka_unit_test(test_nan_learning_rate),

@@ -49,6 +49,12 @@ struct br_trainer {
     const uint32_t *data_src;               /* the idx array data was built from */
     br_rng shuf;                            /* shuffle stream, continues across epochs */
     const br_kernels *k;
+    /* AutoRec: encoder rows V (n_users x stride), encoder bias mu; P is the
+     * decoder W, Q the book codes h; training ratings by book. */
+    float *V, *mu;
+    uint64_t *bptr;
+    uint32_t *bcol, *border;
+    float *bval;
 };
 
 void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
@@ -80,6 +86,18 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
     }
 }
 
+void br_train_defaults_autorec(br_train_opts *o)
+{
+    br_train_defaults(o, BR_MODEL_BIASED, BR_LOSS_MSE, BR_OPTIM_SGD);
+    o->autorec = 1;
+    o->dim = 200;        /* hidden units */
+    o->epochs = 60;
+    o->lr = 0.02f;
+    o->lr_decay = 0.96f;
+    o->reg = 1.0f;       /* per-update L2 on V and W: AutoRec overfits fast without it */
+    o->init_std = 0.03f;
+}
+
 static float *br_falloc(size_t n)
 {
     size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
@@ -98,6 +116,12 @@ void br_trainer_free(br_trainer *t)
                     t->Y, t->Peff};
     free(t->uptr);
     free(t->uorder);
+    free(t->V);
+    free(t->mu);
+    free(t->bptr);
+    free(t->bcol);
+    free(t->bval);
+    free(t->border);
     for (size_t i = 0; i < sizeof arr / sizeof *arr; i++)
         free(arr[i]);
     free(t->data);
@@ -121,6 +145,10 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
                         o->optim != BR_OPTIM_SGD))
         return br_fail(diag, BR_ERR_UNSUPPORTED,
                        "the implicit (SVD++) term needs --model biased --loss mse --optim sgd");
+    if (o->autorec && (o->kind != BR_MODEL_BIASED || o->loss != BR_LOSS_MSE ||
+                       o->optim != BR_OPTIM_SGD || o->implicit))
+        return br_fail(diag, BR_ERR_UNSUPPORTED,
+                       "autorec trains with --loss mse --optim sgd (and no --implicit)");
     br_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
@@ -163,6 +191,13 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
         t->uorder = malloc((size_t)n_users * sizeof *t->uorder);
         ok = ok && t->Y && t->Peff && t->uptr && t->uorder;
     }
+    if (o->autorec) {
+        t->V = br_falloc(nu);
+        t->mu = br_falloc(t->stride);
+        t->bptr = calloc((size_t)n_books + 1, sizeof *t->bptr);
+        t->border = malloc((size_t)n_books * sizeof *t->border);
+        ok = ok && t->V && t->mu && t->bptr && t->border;
+    }
     if (!ok) {
         br_trainer_free(t);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory for %u users x %u books x %u dims",
@@ -183,6 +218,16 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
     for (uint32_t b = 0; b < n_books; b++)
         for (uint32_t j = 0; j < o->dim; j++)
             t->Q[(size_t)b * t->stride + j] = (float)(br_rng_normal(&g) * o->init_std);
+    if (o->autorec) {
+        /* Decoder W is P (drawn above); encoder V likewise; the decoder's
+         * reader biases start at the mean, which the model then carries. */
+        for (uint32_t u = 0; u < n_users; u++)
+            for (uint32_t j = 0; j < o->dim; j++)
+                t->V[(size_t)u * t->stride + j] = (float)(br_rng_normal(&g) * o->init_std);
+        for (uint32_t u = 0; u < n_users; u++)
+            BU(t, u) = mean;
+        t->mean = 0.0f;
+    }
     *out = t;
     return BR_OK;
 }
@@ -382,6 +427,29 @@ static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t
         }
         t->n_data = n;
         t->data_src = d->idx;
+        if (t->o.autorec) {
+            free(t->bcol);
+            free(t->bval);
+            t->bcol = malloc((n ? n : 1) * sizeof *t->bcol);
+            t->bval = malloc((n ? n : 1) * sizeof *t->bval);
+            if (!t->bcol || !t->bval)
+                return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+            memset(t->bptr, 0, ((size_t)t->n_books + 1) * sizeof *t->bptr);
+            for (size_t i = 0; i < n; i++)
+                t->bptr[t->data[i].book + 1]++;
+            for (uint32_t b = 0; b < t->n_books; b++)
+                t->bptr[b + 1] += t->bptr[b];
+            uint64_t *pos = malloc(((size_t)t->n_books + 1) * sizeof *pos);
+            if (!pos)
+                return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+            memcpy(pos, t->bptr, ((size_t)t->n_books + 1) * sizeof *pos);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t k = pos[t->data[i].book]++;
+                t->bcol[k] = t->data[i].user;
+                t->bval[k] = t->data[i].rating;
+            }
+            free(pos);
+        }
         if (t->o.implicit) {
             /* idx ascends, so data[] is grouped by user: note each user's run. */
             memset(t->uptr, 0, ((size_t)t->n_users + 1) * sizeof *t->uptr);
@@ -394,6 +462,12 @@ static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t
                 t->uptr[u + 1] += t->uptr[u];
         }
         br_rng_seed(&t->shuf, t->o.seed ^ 0x6f72646572ULL);
+    }
+    if (t->o.autorec) {
+        for (uint32_t b = 0; b < t->n_books; b++)
+            t->border[b] = b;
+        br_rng_shuffle_u32(&t->shuf, t->border, t->n_books);
+        return BR_OK;
     }
     if (!t->o.implicit) {
         br_shuffle_triplets(t->data, t->tmp, t->n_data, &t->shuf);
@@ -485,6 +559,56 @@ static double br_step_implicit_user(br_trainer *t, const br_csr *N, uint32_t u, 
     return acc;
 }
 
+/* AutoRec: the code of book b into h (dim values, padding 0). */
+static void br_autorec_encode(const br_trainer *t, uint32_t b, float *h)
+{
+    uint32_t dim = t->o.dim;
+    memcpy(h, t->mu, t->stride * sizeof *h);
+    for (uint64_t j = t->bptr[b]; j < t->bptr[b + 1]; j++) {
+        const float *v = t->V + (size_t)t->bcol[j] * t->stride;
+        float x = t->bval[j];
+        for (uint32_t k = 0; k < dim; k++)
+            h[k] += v[k] * x;
+    }
+    for (uint32_t k = 0; k < dim; k++)
+        h[k] = 1.0f / (1.0f + expf(-h[k]));
+    for (uint32_t k = dim; k < t->stride; k++)
+        h[k] = 0.0f;
+}
+
+/* One book's SGD step of AutoRec (Hogwild on V, W and the reader biases):
+ * encode, decode every training rating of the book, back-propagate. */
+static double br_step_autorec_book(br_trainer *t, uint32_t b, float lr, float *h, float *gh)
+{
+    uint32_t dim = t->o.dim;
+    float reg = t->o.reg;
+    br_autorec_encode(t, b, h);
+    memset(gh, 0, t->stride * sizeof *gh);
+    double acc = 0;
+    for (uint64_t j = t->bptr[b]; j < t->bptr[b + 1]; j++) {
+        uint32_t u = t->bcol[j];
+        float *w = t->P + (size_t)u * t->stride;
+        float e = t->bval[j] - (BU(t, u) + t->k->dot(w, h, t->stride));
+        acc += (double)e * e;
+        for (uint32_t k = 0; k < dim; k++) {
+            gh[k] += e * w[k];
+            w[k] += lr * (e * h[k] - reg * w[k]);
+        }
+        BU(t, u) += lr * e;
+    }
+    for (uint32_t k = 0; k < dim; k++) {
+        gh[k] *= h[k] * (1.0f - h[k]);
+        t->mu[k] += lr * gh[k];
+    }
+    for (uint64_t j = t->bptr[b]; j < t->bptr[b + 1]; j++) {
+        float *v = t->V + (size_t)t->bcol[j] * t->stride;
+        float x = t->bval[j];
+        for (uint32_t k = 0; k < dim; k++)
+            v[k] += lr * (gh[k] * x - reg * v[k]);
+    }
+    return acc;
+}
+
 /* 1 if every float of v[0..n) is finite. */
 static int br_all_finite(const float *v, size_t n)
 {
@@ -526,7 +650,17 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         br_rng tg;
         br_rng_seed(&tg, t->o.seed ^ ((uint64_t)epoch << 32) ^ (uint64_t)(tid + 1) * 0x51ed27ULL);
         double acc = 0;
-        if (t->o.implicit) {
+        if (t->o.autorec) {
+            float *h = br_falloc(t->stride), *gh = br_falloc(t->stride);
+            size_t blo = (size_t)t->n_books * (size_t)tid / (size_t)T;
+            size_t bhi = (size_t)t->n_books * (size_t)(tid + 1) / (size_t)T;
+            for (size_t i = blo; h && gh && i < bhi; i++)
+                acc += br_step_autorec_book(t, t->border[i], lr, h, gh);
+            if (!h || !gh)
+                acc = NAN;
+            free(h);
+            free(gh);
+        } else if (t->o.implicit) {
             float *pe = br_falloc(t->stride), *z = br_falloc(t->stride);
             size_t ulo = (size_t)t->n_users * (size_t)tid / (size_t)T;
             size_t uhi = (size_t)t->n_users * (size_t)(tid + 1) / (size_t)T;
@@ -581,6 +715,11 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
     *loss = n ? total / (double)n : 0.0;
     if (t->o.implicit)
         br_implicit_materialize(t, d->implicit_sets);
+    if (t->o.autorec) {
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (uint32_t b = 0; b < t->n_books; b++)
+            br_autorec_encode(t, b, t->Q + (size_t)b * t->stride);
+    }
     br_bias_export(t);
     if (!isfinite(*loss))
         return br_fail(diag, BR_ERR_NUMERIC,

@@ -16,6 +16,15 @@
  * order, each user's ratings shuffled) so the implicit sum is computed once
  * per user; the parameter view and the model file hold the effective user
  * vectors, so inference needs no y.
+ *
+ * AutoRec (I-AutoRec, Sedhain et al. 2015), a better rating model: each book
+ * is encoded from its column of training ratings, h_b = sigmoid(mu +
+ * sum_u V_u r_ub) (dim hidden units), and decoded per reader, r_ub ~ b_u +
+ * W_u . h_b. Readers' W_u and books' h_b are again embeddings whose dot
+ * product (plus the reader's bias) is the prediction, so the model file is a
+ * BIASED one (mean 0, book biases 0) and inference needs nothing new.
+ * Training goes book by book (books in a fresh random order; Hogwild across
+ * threads on the shared V and W rows).
  * Losses: MSE on ratings; BPR on (rated book, sampled unrated book) pairs.
  * Optimisers: SGD with a per-epoch decaying learning rate; lazy Adam with
  * per-row step counts (only the rows a rating touches are updated).
@@ -45,12 +54,16 @@ typedef struct br_train_opts {
     uint32_t neg;        /* BPR: negatives sampled per positive; the highest scored is used */
     int implicit;        /* MSE+SGD: SVD++ user term |N(u)|^-1/2 sum_{j in N(u)} y_j */
     float reg_y;         /* L2 on the implicit vectors y_j */
+    int autorec;         /* MSE+SGD: item-based AutoRec (see below) instead of factorisation */
 } br_train_opts;
 
 /* The defaults for a model kind / loss / optimiser (the best measured
  * settings; see README). Sets every field. */
 void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
                        br_optim_kind optim);
+
+/* Defaults for AutoRec (biased kind, MSE, SGD) with o->autorec set. */
+void br_train_defaults_autorec(br_train_opts *o);
 
 typedef struct br_trainer br_trainer;
 

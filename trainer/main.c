@@ -395,7 +395,7 @@ int main(int argc, char **argv)
     c.threads = omp_get_num_procs();
     c.out = "bookrec.model";
     c.model = "biased";
-    c.loss = "bpr";
+    c.loss = NULL;   /* bpr, or mse for --model autorec */
     c.optim = "sgd";
     c.holdout = 0.2;
     c.valid = 0.05;
@@ -416,7 +416,7 @@ int main(int argc, char **argv)
         {0, "holdout", BR_OPT_DOUBLE, &c.holdout, "F", "fraction of ratings held out for test figures (default 0.2; 0 = train on all)"},
         {0, "skip-bad", BR_OPT_FLAG, &c.skip_bad, NULL, "skip malformed CSV rows (counted) instead of failing"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Model:"},
-        {0, "model", BR_OPT_STR, &c.model, "KIND", "dot | biased (default biased)"},
+        {0, "model", BR_OPT_STR, &c.model, "KIND", "biased (default) | dot | autorec (rating model, see README)"},
         {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "bpr (ranking, default) | mse (rating regression)"},
         {0, "optim", BR_OPT_STR, &c.optim, "OPT", "sgd | adam (default sgd)"},
         {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 64 for bpr, 32 for mse, 5 for dot+mse as in the seed)"},
@@ -462,21 +462,29 @@ int main(int argc, char **argv)
         return die_msg(2, "unexpected argument '%s' (see --help)", argv[1]);
     g_quiet = c.quiet;
 
-    static const char *const kinds[] = {"dot", "biased", "mlp", NULL};
-    static const int kindv[] = {BR_MODEL_DOT, BR_MODEL_BIASED, BR_MODEL_MLP};
+    enum { KIND_AUTOREC = 100 };   /* trained as AutoRec, written as a biased model */
+    static const char *const kinds[] = {"dot", "biased", "mlp", "autorec", NULL};
+    static const int kindv[] = {BR_MODEL_DOT, BR_MODEL_BIASED, BR_MODEL_MLP, KIND_AUTOREC};
     static const char *const losses[] = {"mse", "bpr", NULL};
     static const int lossv[] = {BR_LOSS_MSE, BR_LOSS_BPR};
     static const char *const optims[] = {"sgd", "adam", NULL};
     static const int optimv[] = {BR_OPTIM_SGD, BR_OPTIM_ADAM};
     int kind, loss, optim;
     if (!parse_choice(c.model, kinds, kindv, &kind))
-        return die_msg(2, "--model must be dot or biased, not '%s'", c.model);
+        return die_msg(2, "--model must be dot, biased or autorec, not '%s'", c.model);
+    int autorec = kind == KIND_AUTOREC;
+    if (autorec)
+        kind = BR_MODEL_BIASED;
+    if (!c.loss)
+        c.loss = autorec ? "mse" : "bpr";
     if (!parse_choice(c.loss, losses, lossv, &loss))
         return die_msg(2, "--loss must be mse or bpr, not '%s'", c.loss);
     if (!parse_choice(c.optim, optims, optimv, &optim))
         return die_msg(2, "--optim must be sgd or adam, not '%s'", c.optim);
     if (kind == BR_MODEL_MLP && (loss != BR_LOSS_MSE || c.implicit))
         return die_msg(2, "--model mlp trains on ratings: use --loss mse (and no --implicit)");
+    if (autorec && (loss != BR_LOSS_MSE || optim != BR_OPTIM_SGD))
+        return die_msg(2, "--model autorec trains with --loss mse --optim sgd");
     if (c.threads < 1)
         return die_msg(2, "-j must be at least 1");
     if (!(c.holdout >= 0 && c.holdout < 1))
@@ -493,6 +501,8 @@ int main(int argc, char **argv)
 
     br_train_opts to;
     br_train_defaults(&to, (br_model_kind)kind, (br_loss_kind)loss, (br_optim_kind)optim);
+    if (autorec)
+        br_train_defaults_autorec(&to);
     if (kind == BR_MODEL_DOT && loss == BR_LOSS_MSE)
         to.dim = 5;   /* the seed tutorial's network */
     if (c.dim)
