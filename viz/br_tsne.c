@@ -8,6 +8,7 @@
 #include "br_rng.h"
 
 #include <float.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -51,6 +52,11 @@ static inline float sqdist(const float *a, const float *b, size_t d)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s;
 }
 
+static int have_avx2(void);
+typedef struct dpair dpair;
+static void knn_store(size_t i, dpair *v, size_t m, size_t k, int squared, uint32_t *idx,
+                      float *dist2);
+
 /* ---- vantage-point tree ------------------------------------------------------ */
 
 /* The tree lives in the item order itself: the node of range [lo, hi) has
@@ -64,10 +70,10 @@ typedef struct vptree {
     uint32_t *mid;
 } vptree;
 
-typedef struct dpair {
+struct dpair {
     float d;
     uint32_t i;
-} dpair;
+};
 
 static inline int dpair_less(dpair a, dpair b) { return a.d < b.d || (a.d == b.d && a.i < b.i); }
 
@@ -177,27 +183,36 @@ static void heap_push(heap *h, dpair p)
 
 static inline float heap_tau(const heap *h) { return h->n < h->k ? FLT_MAX : h->v[0].d; }
 
+/* The search radius: the Euclidean distance of the current k-th best
+ * (the heap holds squared distances), widened by a hair so that rounding in
+ * the square root never prunes a point at exactly that distance; the
+ * result is then exactly the brute-force list. */
+static inline float vp_tau(const heap *h)
+{
+    return h->n < h->k ? FLT_MAX : sqrtf(h->v[0].d) * 1.0001f + 1e-30f;
+}
+
 static void vp_search(const vptree *t, size_t lo, size_t hi, const float *q, heap *h)
 {
     while (lo < hi) {
         uint32_t it = t->items[lo];
-        float dist = sqrtf(sqdist(q, t->x + (size_t)it * t->stride, t->d));
-        dpair p = {dist, it};
-        heap_push(h, p);
+        float d2 = sqdist(q, t->x + (size_t)it * t->stride, t->d);
+        float dist = sqrtf(d2);
+        heap_push(h, (dpair){d2, it});
         if (hi - lo == 1)
             return;
         size_t mid = t->mid[lo];
         float thr = t->thr[lo];
         if (dist < thr) {
-            if (lo + 1 < mid && dist - heap_tau(h) <= thr)
+            if (lo + 1 < mid && dist - vp_tau(h) <= thr)
                 vp_search(t, lo + 1, mid, q, h);
-            if (!(dist + heap_tau(h) >= thr))
+            if (!(dist + vp_tau(h) >= thr))
                 return;
             lo = mid;
         } else {
-            if (mid < hi && dist + heap_tau(h) >= thr)
+            if (mid < hi && dist + vp_tau(h) >= thr)
                 vp_search(t, mid, hi, q, h);
-            if (!(dist - heap_tau(h) <= thr))
+            if (!(dist - vp_tau(h) <= thr))
                 return;
             size_t nhi = mid;
             lo = lo + 1;
@@ -212,8 +227,8 @@ static int cmp_dpair(const void *a, const void *b)
     return dpair_less(x, y) ? -1 : dpair_less(y, x) ? 1 : 0;
 }
 
-br_err br_tsne_knn(const float *x, size_t n, size_t d, size_t stride, size_t k, int threads,
-                   uint64_t seed, uint32_t *idx, float *dist2, br_diag *diag)
+br_err br_tsne_knn_vptree(const float *x, size_t n, size_t d, size_t stride, size_t k,
+                          int threads, uint64_t seed, uint32_t *idx, float *dist2, br_diag *diag)
 {
     if (!x || !idx || !dist2 || d == 0 || stride < d || k == 0 || k >= n || n > UINT32_MAX - 1)
         return br_fail(diag, BR_ERR_ARG, "knn: bad arguments (n %zu, k %zu)", n, k);
@@ -249,15 +264,7 @@ br_err br_tsne_knn(const float *x, size_t n, size_t d, size_t stride, size_t k, 
                 continue;
             heap h = {hv, 0, k + 1};
             vp_search(&t, 0, n, x + i * stride, &h);
-            qsort(h.v, h.n, sizeof *h.v, cmp_dpair);
-            size_t m = 0;
-            for (size_t r = 0; r < h.n && m < k; r++) {
-                if (h.v[r].i == i)
-                    continue;
-                idx[i * k + m] = h.v[r].i;
-                dist2[i * k + m] = h.v[r].d * h.v[r].d;
-                m++;
-            }
+            knn_store(i, h.v, h.n, k, 1, idx, dist2);
         }
         free(hv);
     }
@@ -267,6 +274,103 @@ br_err br_tsne_knn(const float *x, size_t n, size_t d, size_t stride, size_t k, 
     if (fail)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     return BR_OK;
+}
+
+/* Brute force: every pair, for rows [i0, i1); distances as sqdist (so the
+ * same values as the tree's), the best k + 1 kept in a heap. Built for the
+ * baseline ISA and AVX2 like the list evaluation. */
+#define BR_TSNE_KNN_ROWS(NAME, ATTR)                                                           \
+    ATTR static void NAME(const float *x, size_t n, size_t d, size_t stride, size_t i0,         \
+                          size_t i1, heap *h, dpair *out)                                       \
+    {                                                                                           \
+        for (size_t i = i0; i < i1; i++) {                                                      \
+            const float *a = x + i * stride;                                                    \
+            h->n = 0;                                                                           \
+            float tau = FLT_MAX;                                                                \
+            for (size_t j = 0; j < n; j++) {                                                    \
+                const float *b = x + j * stride;                                                \
+                float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                        \
+                size_t c = 0;                                                                   \
+                for (; c + 8 <= d; c += 8)                                                      \
+                    for (int l = 0; l < 8; l++) {                                               \
+                        float t = a[c + l] - b[c + l];                                          \
+                        acc[l] += t * t;                                                        \
+                    }                                                                           \
+                float r = 0;                                                                    \
+                for (; c < d; c++) {                                                            \
+                    float t = a[c] - b[c];                                                      \
+                    r += t * t;                                                                 \
+                }                                                                               \
+                float dd = ((acc[0] + acc[4]) + (acc[1] + acc[5])) +                            \
+                           ((acc[2] + acc[6]) + (acc[3] + acc[7])) + r;                         \
+                if (dd <= tau) {                                                                \
+                    heap_push(h, (dpair){dd, (uint32_t)j});                                     \
+                    tau = heap_tau(h);                                                          \
+                }                                                                               \
+            }                                                                                   \
+            memcpy(out + (i - i0) * h->k, h->v, h->n * sizeof *h->v);                           \
+        }                                                                                       \
+    }
+BR_TSNE_KNN_ROWS(knn_rows_base, )
+BR_TSNE_KNN_ROWS(knn_rows_avx2, __attribute__((target("avx2"))))
+
+/* Sorts each row's k + 1 candidates, drops the row itself, stores k. */
+static void knn_store(size_t i, dpair *v, size_t m, size_t k, int squared, uint32_t *idx,
+                      float *dist2)
+{
+    qsort(v, m, sizeof *v, cmp_dpair);
+    size_t w = 0;
+    for (size_t r = 0; r < m && w < k; r++) {
+        if (v[r].i == i)
+            continue;
+        idx[i * k + w] = v[r].i;
+        dist2[i * k + w] = squared ? v[r].d : v[r].d * v[r].d;
+        w++;
+    }
+}
+
+br_err br_tsne_knn_brute(const float *x, size_t n, size_t d, size_t stride, size_t k,
+                         int threads, uint32_t *idx, float *dist2, br_diag *diag)
+{
+    if (!x || !idx || !dist2 || d == 0 || stride < d || k == 0 || k >= n || n > UINT32_MAX - 1)
+        return br_fail(diag, BR_ERR_ARG, "knn: bad arguments (n %zu, k %zu)", n, k);
+    const size_t block = 16;
+    int fail = 0, avx2 = have_avx2();
+#pragma omp parallel num_threads(threads)
+    {
+        dpair *hv = malloc((k + 1) * sizeof *hv);
+        dpair *out = malloc(block * (k + 1) * sizeof *out);
+        if (!hv || !out) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (size_t i0 = 0; i0 < n; i0 += block) {
+            if (!hv || !out)
+                continue;
+            size_t i1 = i0 + block < n ? i0 + block : n;
+            heap h = {hv, 0, k + 1};
+            if (avx2)
+                knn_rows_avx2(x, n, d, stride, i0, i1, &h, out);
+            else
+                knn_rows_base(x, n, d, stride, i0, i1, &h, out);
+            for (size_t i = i0; i < i1; i++)
+                knn_store(i, out + (i - i0) * (k + 1), k + 1, k, 1, idx, dist2);
+        }
+        free(hv);
+        free(out);
+    }
+    if (fail)
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    return BR_OK;
+}
+
+br_err br_tsne_knn(const float *x, size_t n, size_t d, size_t stride, size_t k, int threads,
+                   uint64_t seed, uint32_t *idx, float *dist2, br_diag *diag)
+{
+    if (d > BR_TSNE_VPTREE_MAX_DIM)
+        return br_tsne_knn_brute(x, n, d, stride, k, threads, idx, dist2, diag);
+    return br_tsne_knn_vptree(x, n, d, stride, k, threads, seed, idx, dist2, diag);
 }
 
 /* ---- affinities ------------------------------------------------------------ */
@@ -468,6 +572,7 @@ nomem:
 /* ---- quadtree -------------------------------------------------------------- */
 
 #define QT_LEAF 8       /* points a leaf may hold */
+#define QT_GROUP 32     /* points of a group that shares one traversal */
 #define QT_LEVELS 16    /* bits per axis of the Morton code */
 
 /* A cell in depth-first order. Its subtree occupies [self, next). */
@@ -478,7 +583,7 @@ typedef struct qnode {
     uint32_t next;      /* index after the subtree */
     uint32_t first;     /* leaf: first point (sorted order); else 0 */
     uint32_t npts;      /* leaf: number of points; internal: 0 */
-    uint32_t pad;
+    uint32_t gfirst;    /* first point of the subtree (sorted order) */
 } qnode;
 
 typedef struct qtree {
@@ -487,6 +592,8 @@ typedef struct qtree {
     size_t nn, cap;
     uint32_t *code, *perm, *tmp_code, *tmp_perm;
     float *sx, *sy;     /* positions in Morton order */
+    uint32_t *leaves;   /* groups: the topmost nodes of <= QT_GROUP points */
+    size_t nleaves;
     double side, inv_theta2;
 } qtree;
 
@@ -499,6 +606,7 @@ static void qtree_free(qtree *t)
     free(t->tmp_perm);
     free(t->sx);
     free(t->sy);
+    free(t->leaves);
 }
 
 static int qtree_init(qtree *t, size_t n)
@@ -513,7 +621,9 @@ static int qtree_init(qtree *t, size_t n)
     t->tmp_perm = malloc(n * sizeof *t->tmp_perm);
     t->sx = malloc(n * sizeof *t->sx);
     t->sy = malloc(n * sizeof *t->sy);
-    return t->nodes && t->code && t->perm && t->tmp_code && t->tmp_perm && t->sx && t->sy;
+    t->leaves = malloc(n * sizeof *t->leaves);
+    return t->nodes && t->code && t->perm && t->tmp_code && t->tmp_perm && t->sx && t->sy &&
+           t->leaves;
 }
 
 static inline uint32_t spread16(uint32_t v)
@@ -528,7 +638,7 @@ static inline uint32_t spread16(uint32_t v)
 
 /* Builds the subtree of sorted points [lo, hi) at `level`; returns 0 when
  * the node array cannot grow. */
-static int qt_build(qtree *t, size_t lo, size_t hi, int level)
+static int qt_build(qtree *t, size_t lo, size_t hi, int level, int in_group)
 {
     if (t->nn == t->cap) {
         size_t cap = t->cap * 2;
@@ -539,9 +649,13 @@ static int qt_build(qtree *t, size_t lo, size_t hi, int level)
         t->cap = cap;
     }
     size_t me = t->nn++;
+    if (!in_group && hi - lo <= QT_GROUP) {
+        t->leaves[t->nleaves++] = (uint32_t)me;
+        in_group = 1;
+    }
     double width = t->side / (double)(1u << level);
     float w2 = (float)(width * width * t->inv_theta2);
-    if (hi - lo <= QT_LEAF || level == QT_LEVELS) {
+    if (hi - lo <= QT_LEAF) {
         double cx = 0, cy = 0;
         for (size_t k = lo; k < hi; k++) {
             cx += t->sx[k];
@@ -551,6 +665,24 @@ static int qt_build(qtree *t, size_t lo, size_t hi, int level)
         t->nodes[me] = (qnode){(float)(cx / m), (float)(cy / m), w2, (float)m, 0,
                                (uint32_t)lo, (uint32_t)(hi - lo), 0};
         t->nodes[me].next = (uint32_t)t->nn;
+        t->nodes[me].gfirst = (uint32_t)lo;
+        return 1;
+    }
+    if (level == QT_LEVELS) {
+        /* More than a leaf's worth of points in the finest cell (duplicates
+         * or near-duplicates): leaves of QT_LEAF points side by side. */
+        double cx = 0, cy = 0;
+        for (size_t a = lo; a < hi; a += QT_LEAF) {
+            size_t b = a + QT_LEAF < hi ? a + QT_LEAF : hi;
+            size_t child = t->nn;
+            if (!qt_build(t, a, b, level, in_group))
+                return 0;
+            cx += (double)t->nodes[child].cx * t->nodes[child].cnt;
+            cy += (double)t->nodes[child].cy * t->nodes[child].cnt;
+        }
+        double m = (double)(hi - lo);
+        t->nodes[me] = (qnode){(float)(cx / m), (float)(cy / m), w2, (float)m, (uint32_t)t->nn,
+                               0, 0, (uint32_t)lo};
         return 1;
     }
     int shift = 2 * (QT_LEVELS - 1 - level);
@@ -562,7 +694,7 @@ static int qt_build(qtree *t, size_t lo, size_t hi, int level)
         while (b < hi && ((t->code[b] >> shift) & 3) == q)
             b++;
         size_t child = t->nn;
-        if (!qt_build(t, a, b, level + 1))
+        if (!qt_build(t, a, b, level + 1, in_group))
             return 0;
         const qnode *c = &t->nodes[child];
         cx += (double)c->cx * c->cnt;
@@ -570,7 +702,8 @@ static int qt_build(qtree *t, size_t lo, size_t hi, int level)
         a = b;
     }
     double m = (double)(hi - lo);
-    t->nodes[me] = (qnode){(float)(cx / m), (float)(cy / m), w2, (float)m, (uint32_t)t->nn, 0, 0, 0};
+    t->nodes[me] = (qnode){(float)(cx / m), (float)(cy / m), w2, (float)m, (uint32_t)t->nn, 0, 0,
+                           (uint32_t)lo};
     return 1;
 }
 
@@ -625,45 +758,158 @@ static int qtree_build(qtree *t, const float *y, double theta)
         t->sy[k] = y[2 * (size_t)t->perm[k] + 1];
     }
     t->nn = 0;
-    return qt_build(t, 0, n, 0);
+    t->nleaves = 0;
+    return qt_build(t, 0, n, 0, 0);
 }
 
-/* Repulsion on sorted point s: fx, fy = sum q^2 (y_s - y_j) and the sum of
- * q = 1 / (1 + |y_s - y_j|^2), over j != s, cells summarised where
- * accepted. */
-static inline void qt_repulse(const qtree *t, size_t s, float *fx, float *fy, float *z)
+/* The list evaluation of the group walk: sums over L entries (a multiple
+ * of 8) of m q, m q^2 dx, m q^2 dy in eight lanes, reduced in a fixed tree.
+ * Built twice, for the baseline ISA and for AVX2 (run-time choice); both
+ * do the very same operations in the same order, so they agree bit for bit. */
+#define BR_TSNE_EVAL_LIST(NAME, ATTR)                                                          \
+    ATTR static void NAME(const float *lx, const float *ly, const float *lm, size_t L, float xi, \
+                          float yi, float out[3])                                               \
+    {                                                                                           \
+        float az[8] = {0}, ax[8] = {0}, ay[8] = {0};                                            \
+        for (size_t e = 0; e < L; e += 8)                                                       \
+            for (int l = 0; l < 8; l++) {                                                       \
+                float dx = xi - lx[e + l], dy = yi - ly[e + l];                                 \
+                float q = 1.0f / (1.0f + dx * dx + dy * dy), mq = lm[e + l] * q, mqq = mq * q;  \
+                az[l] += mq;                                                                    \
+                ax[l] += mqq * dx;                                                              \
+                ay[l] += mqq * dy;                                                              \
+            }                                                                                   \
+        out[0] = ((az[0] + az[4]) + (az[1] + az[5])) + ((az[2] + az[6]) + (az[3] + az[7]));     \
+        out[1] = ((ax[0] + ax[4]) + (ax[1] + ax[5])) + ((ax[2] + ax[6]) + (ax[3] + ax[7]));     \
+        out[2] = ((ay[0] + ay[4]) + (ay[1] + ay[5])) + ((ay[2] + ay[6]) + (ay[3] + ay[7]));     \
+    }
+BR_TSNE_EVAL_LIST(eval_list_base, )
+
+/* The same with AVX2 intrinsics (the compiler's own vectorisation of the
+ * macro shuffles lanes needlessly): lane l of each register is lane l of
+ * the arrays above, and every operation is the scalar one, in its order. */
+__attribute__((target("avx2"))) static void eval_list_avx2(const float *lx, const float *ly,
+                                                           const float *lm, size_t L, float xi,
+                                                           float yi, float out[3])
+{
+    const __m256 X = _mm256_set1_ps(xi), Y = _mm256_set1_ps(yi), one = _mm256_set1_ps(1.0f);
+    __m256 az = _mm256_setzero_ps(), ax = _mm256_setzero_ps(), ay = _mm256_setzero_ps();
+    for (size_t e = 0; e < L; e += 8) {
+        __m256 dx = _mm256_sub_ps(X, _mm256_loadu_ps(lx + e));
+        __m256 dy = _mm256_sub_ps(Y, _mm256_loadu_ps(ly + e));
+        __m256 den = _mm256_add_ps(_mm256_add_ps(one, _mm256_mul_ps(dx, dx)), _mm256_mul_ps(dy, dy));
+        __m256 q = _mm256_div_ps(one, den);
+        __m256 mq = _mm256_mul_ps(_mm256_loadu_ps(lm + e), q);
+        __m256 mqq = _mm256_mul_ps(mq, q);
+        az = _mm256_add_ps(az, mq);
+        ax = _mm256_add_ps(ax, _mm256_mul_ps(mqq, dx));
+        ay = _mm256_add_ps(ay, _mm256_mul_ps(mqq, dy));
+    }
+    float a[8], b[8], c[8];
+    _mm256_storeu_ps(a, az);
+    _mm256_storeu_ps(b, ax);
+    _mm256_storeu_ps(c, ay);
+    out[0] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    out[1] = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+    out[2] = ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
+}
+
+/* 1 when the CPU has AVX2 (and BOOKREC_KERNEL is not "scalar"). */
+static int have_avx2(void)
+{
+    static int v = -1;
+    int r;
+#pragma omp atomic read
+    r = v;
+    if (r < 0) {
+        const char *k = getenv("BOOKREC_KERNEL");
+        __builtin_cpu_init();
+        r = __builtin_cpu_supports("avx2") && !(k && strcmp(k, "scalar") == 0);
+#pragma omp atomic write
+        v = r;
+    }
+    return r;
+}
+
+/* Repulsion on the points of one leaf (a group walk, Barnes 1990): one
+ * traversal per leaf collects the cells accepted for the whole leaf (by the
+ * distance from the cell's centre of mass to the leaf's bounding box, which
+ * is at most the distance to any of its points, so the criterion is never
+ * looser than per point) and the single points of the leaves not accepted;
+ * then each point of the leaf runs over that list in a branch-free loop of
+ * eight lanes. The leaf's own points are handled exactly, without self.
+ * Writes, per sorted point s of the leaf, fx, fy = sum q^2 (y_s - y_j) and
+ * z = sum q over j != s, q = 1 / (1 + |y_s - y_j|^2). lx/ly/lm hold room
+ * for n + nodes + 8 entries. */
+static void qt_repulse_leaf(const qtree *t, uint32_t leaf, float *lx, float *ly, float *lm,
+                            float *fx, float *fy, float *z, int avx2)
 {
     const qnode *nodes = t->nodes;
-    const float xi = t->sx[s], yi = t->sy[s];
-    float ax = 0, ay = 0, az = 0;
+    const qnode *g = &nodes[leaf];
+    uint32_t g0 = g->gfirst, gn = (uint32_t)g->cnt, gend = g->next;
+    float gx0 = FLT_MAX, gx1 = -FLT_MAX, gy0 = FLT_MAX, gy1 = -FLT_MAX;
+    for (uint32_t p = g0; p < g0 + gn; p++) {
+        gx0 = t->sx[p] < gx0 ? t->sx[p] : gx0;
+        gx1 = t->sx[p] > gx1 ? t->sx[p] : gx1;
+        gy0 = t->sy[p] < gy0 ? t->sy[p] : gy0;
+        gy1 = t->sy[p] > gy1 ? t->sy[p] : gy1;
+    }
+    size_t L = 0;
     uint32_t k = 0, nn = (uint32_t)t->nn;
     while (k < nn) {
         const qnode *nd = &nodes[k];
-        float dx = xi - nd->cx, dy = yi - nd->cy, d2 = dx * dx + dy * dy;
-        if (nd->w2 < d2) {
-            float q = 1.0f / (1.0f + d2), mq = nd->cnt * q, mqq = mq * q;
-            az += mq;
-            ax += mqq * dx;
-            ay += mqq * dy;
+        if (k == leaf) {   /* the group itself: done exactly below */
+            k = gend;
+            continue;
+        }
+        /* distance from the centre of mass to the leaf's box, per axis */
+        float dx = gx0 - nd->cx > 0 ? gx0 - nd->cx : nd->cx - gx1 > 0 ? nd->cx - gx1 : 0.0f;
+        float dy = gy0 - nd->cy > 0 ? gy0 - nd->cy : nd->cy - gy1 > 0 ? nd->cy - gy1 : 0.0f;
+        if (nd->w2 < dx * dx + dy * dy) {
+            lx[L] = nd->cx;
+            ly[L] = nd->cy;
+            lm[L] = nd->cnt;
+            L++;
             k = nd->next;
         } else if (nd->npts) {
-            uint32_t e = nd->first + nd->npts;
-            for (uint32_t p = nd->first; p < e; p++) {
-                float ex = xi - t->sx[p], ey = yi - t->sy[p];
-                float q = 1.0f / (1.0f + ex * ex + ey * ey), qq = q * q;
-                float self = (p == s) ? 0.0f : 1.0f;
-                az += self * q;
-                ax += self * qq * ex;
-                ay += self * qq * ey;
+            for (uint32_t p = nd->first; p < nd->first + nd->npts; p++) {
+                lx[L] = t->sx[p];
+                ly[L] = t->sy[p];
+                lm[L] = 1.0f;
+                L++;
             }
             k = nd->next;
         } else {
             k++;
         }
     }
-    *fx = ax;
-    *fy = ay;
-    *z = az;
+    while (L % 8) {   /* padding that contributes nothing */
+        lx[L] = 0;
+        ly[L] = 0;
+        lm[L] = 0;
+        L++;
+    }
+    for (uint32_t s = g0; s < g0 + gn; s++) {
+        const float xi = t->sx[s], yi = t->sy[s];
+        float acc[3];
+        if (avx2)
+            eval_list_avx2(lx, ly, lm, L, xi, yi, acc);
+        else
+            eval_list_base(lx, ly, lm, L, xi, yi, acc);
+        float sz = acc[0], sx = acc[1], sy = acc[2];
+        for (uint32_t p = g0; p < g0 + gn; p++) {
+            if (p == s)
+                continue;
+            float dx = xi - t->sx[p], dy = yi - t->sy[p];
+            float q = 1.0f / (1.0f + dx * dx + dy * dy);
+            sz += q;
+            sx += q * q * dx;
+            sy += q * q * dy;
+        }
+        fx[s - g0] = sx;
+        fy[s - g0] = sy;
+        z[s - g0] = sz;
+    }
 }
 
 /* ---- gradient -------------------------------------------------------------- */
@@ -706,18 +952,36 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
     if (!qtree_build(&w->tree, y, theta))
         return 0;
     const qtree *t = &w->tree;
+    int fail = 0, avx2 = have_avx2();
 #pragma omp parallel num_threads(threads)
     {
-#pragma omp for schedule(dynamic, 128)
-        for (size_t s = 0; s < n; s++) {
-            float fx, fy, z;
-            qt_repulse(t, s, &fx, &fy, &z);
-            size_t i = t->perm[s];
-            w->rep[2 * i] = fx;
-            w->rep[2 * i + 1] = fy;
-            w->zrow[i] = z;
+        size_t cap = n + t->nn + 8;
+        float *lx = malloc(cap * sizeof *lx), *ly = malloc(cap * sizeof *ly);
+        float *lm = malloc(cap * sizeof *lm);
+        float fx[QT_GROUP], fy[QT_GROUP], z[QT_GROUP];
+        if (!lx || !ly || !lm) {
+#pragma omp atomic write
+            fail = 1;
         }
+#pragma omp for schedule(dynamic, 8)
+        for (size_t g = 0; g < t->nleaves; g++) {
+            if (!lx || !ly || !lm)
+                continue;
+            const qnode *leaf = &t->nodes[t->leaves[g]];
+            qt_repulse_leaf(t, t->leaves[g], lx, ly, lm, fx, fy, z, avx2);
+            for (uint32_t s = 0; s < (uint32_t)leaf->cnt; s++) {
+                size_t i = t->perm[leaf->gfirst + s];
+                w->rep[2 * i] = fx[s];
+                w->rep[2 * i + 1] = fy[s];
+                w->zrow[i] = z[s];
+            }
+        }
+        free(lx);
+        free(ly);
+        free(lm);
     }
+    if (fail)
+        return 0;
     double zsum = 0;
     for (size_t i = 0; i < n; i++)
         zsum += w->zrow[i];

@@ -73,9 +73,18 @@ br_err br_tsne_run(const float *x, size_t n, size_t d, size_t stride, const br_t
 /* ---- building blocks (exposed for tests and the window) --------------------- */
 
 /* The k nearest neighbours of every row (itself excluded), nearest first,
- * ties by index: idx and dist2 (squared distances) are n x k. k < n. */
+ * ties by index: idx and dist2 (squared distances) are n x k. k < n.
+ * br_tsne_knn uses the vantage-point tree up to BR_TSNE_VPTREE_MAX_DIM
+ * dimensions and brute force (all pairs, SIMD) above: in 32 or 64
+ * dimensions a metric tree prunes little and brute force is ~5x faster
+ * (bench-viz prints both). The two give the same lists. */
+#define BR_TSNE_VPTREE_MAX_DIM 16
 br_err br_tsne_knn(const float *x, size_t n, size_t d, size_t stride, size_t k, int threads,
                    uint64_t seed, uint32_t *idx, float *dist2, br_diag *diag);
+br_err br_tsne_knn_vptree(const float *x, size_t n, size_t d, size_t stride, size_t k,
+                          int threads, uint64_t seed, uint32_t *idx, float *dist2, br_diag *diag);
+br_err br_tsne_knn_brute(const float *x, size_t n, size_t d, size_t stride, size_t k,
+                         int threads, uint32_t *idx, float *dist2, br_diag *diag);
 
 /* Sparse symmetric joint probabilities, CSR; sum of val is 1. */
 typedef struct br_tsne_p {
