@@ -1,7 +1,8 @@
 /*
- * br_pca.c - exact PCA: covariance in double precision (threads accumulate
- * their own upper triangle, summed in a fixed order so the result does not
- * depend on scheduling), then cyclic Jacobi on the d x d matrix.
+ * br_pca.c - exact PCA: covariance in double precision (the rows are cut
+ * into a fixed number of chunks whatever the thread count, each chunk sums
+ * its own upper triangle, the chunks are added in order: the same bits at
+ * any -j), then cyclic Jacobi on the d x d matrix.
  */
 #include "br_pca.h"
 
@@ -125,7 +126,8 @@ br_err br_pca_fit(const float *x, size_t n, size_t d, size_t stride, int threads
         threads = 1;
     br_pca *p = calloc(1, sizeof *p);
     double *cov = calloc(d * d, sizeof *cov);
-    double *part = calloc((size_t)threads * d * d, sizeof *part);
+    const size_t chunks = n < 16 ? n : 16;
+    double *part = calloc(chunks * d * d, sizeof *part);
     if (!p || !cov || !part) {
         free(p);
         free(cov);
@@ -156,20 +158,22 @@ br_err br_pca_fit(const float *x, size_t n, size_t d, size_t stride, int threads
     for (size_t k = 0; k < d; k++)
         p->mean[k] /= (double)n;
 
-    /* Each thread sums outer products of a fixed block of rows into its own
-     * upper triangle; the blocks are then added in thread order. */
-    int nt = threads;
+    /* Each chunk of rows sums its outer products into its own upper
+     * triangle; the chunks are then added in order. */
     int alloc_fail = 0;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(threads)
     {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        double *acc = part + (size_t)t * d * d;
         double *c = malloc(d * sizeof *c);
         if (!c) {
 #pragma omp atomic write
             alloc_fail = 1;
-        } else {
-            size_t lo = n * (size_t)t / (size_t)T, hi = n * (size_t)(t + 1) / (size_t)T;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (size_t ch = 0; ch < chunks; ch++) {
+            if (!c)
+                continue;
+            double *acc = part + ch * d * d;
+            size_t lo = n * ch / chunks, hi = n * (ch + 1) / chunks;
             for (size_t i = lo; i < hi; i++) {
                 const float *r = x + i * stride;
                 for (size_t k = 0; k < d; k++)
@@ -188,9 +192,9 @@ br_err br_pca_fit(const float *x, size_t n, size_t d, size_t stride, int threads
         e = br_fail(diag, BR_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int t = 0; t < nt; t++)
+    for (size_t ch = 0; ch < chunks; ch++)
         for (size_t i = 0; i < d * d; i++)
-            cov[i] += part[(size_t)t * d * d + i];
+            cov[i] += part[ch * d * d + i];
     for (size_t a = 0; a < d; a++)
         for (size_t b = a; b < d; b++) {
             double v = cov[a * d + b] / (double)(n - 1);
