@@ -533,6 +533,91 @@ static int place_label(br_plot_canvas *c, rects *taken, rect area, float x, floa
     return 0;
 }
 
+/* Genre names written over the map where each genre is densest (a 3 x 3
+ * smoothed count on a grid of ~40 px cells, the genre at least 40% of the
+ * points there), so the clusters say what they are. Their rects go into
+ * `taken` before the book titles are placed. */
+static void draw_genre_names(br_plot_canvas *c, const br_plot_data *d, const br_plot_view *v,
+                             const frame *f, rects *taken)
+{
+    enum { MAXG = 32 };
+    float ui = f->ui, cell = 20 * ui;
+    int gw = (int)((f->px1 - f->px0) / cell) + 1, gh = (int)((f->py1 - f->py0) / cell) + 1;
+    size_t ng = br_books_genre_count();
+    if (ng > MAXG)
+        ng = MAXG;
+    size_t cells = (size_t)gw * (size_t)gh;
+    uint16_t *cnt = calloc(cells * (ng + 1), sizeof *cnt);
+    if (!cnt)
+        return;
+    size_t per_genre[MAXG] = {0};
+    for (size_t i = 0; i < d->n; i++) {
+        float x = (float)(v->ox + v->s * d->xy[2 * i]), y = (float)(v->oy - v->s * d->xy[2 * i + 1]);
+        if (x < f->px0 || x >= f->px1 || y < f->py0 || y >= f->py1)
+            continue;
+        int g = br_plot_genre_index(d->books[i].genre);
+        size_t cidx = (size_t)((int)((y - f->py0) / cell) * gw + (int)((x - f->px0) / cell));
+        if (cnt[cidx * (ng + 1) + ng] < 65535)
+            cnt[cidx * (ng + 1) + ng]++;
+        if (g >= 0 && (size_t)g < ng) {
+            if (cnt[cidx * (ng + 1) + (size_t)g] < 65535)
+                cnt[cidx * (ng + 1) + (size_t)g]++;
+            per_genre[g]++;
+        }
+    }
+    for (size_t g = 0; g < ng; g++) {
+        if (per_genre[g] < 25)
+            continue;
+        /* the best few cells by smoothed count, tried in order */
+        int best[6] = {-1, -1, -1, -1, -1, -1};
+        double bestv[6] = {0};
+        for (int cy = 0; cy < gh; cy++)
+            for (int cx = 0; cx < gw; cx++) {
+                double own = 0, all = 0;
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int x = cx + dx, y = cy + dy;
+                        if (x < 0 || y < 0 || x >= gw || y >= gh)
+                            continue;
+                        size_t ci = (size_t)(y * gw + x) * (ng + 1);
+                        own += cnt[ci + g];
+                        all += cnt[ci + ng];
+                    }
+                if (own < 6 || own < 0.4 * all)
+                    continue;
+                for (int k = 0; k < 6; k++)
+                    if (own > bestv[k]) {
+                        for (int m = 5; m > k; m--) {
+                            best[m] = best[m - 1];
+                            bestv[m] = bestv[m - 1];
+                        }
+                        best[k] = cy * gw + cx;
+                        bestv[k] = own;
+                        break;
+                    }
+            }
+        const char *name = br_books_genre_name(g);
+        float ts = ui * 1.5f, tw, th;
+        br_plot_text_size(name, ts, &tw, &th);
+        for (int k = 0; k < 6 && best[k] >= 0; k++) {
+            float x = f->px0 + ((float)(best[k] % gw) + 0.5f) * cell - tw / 2 - 3 * ui;
+            float y = f->py0 + ((float)(best[k] / gw) + 0.5f) * cell - th / 2 - 2 * ui;
+            rect r = {x, y, x + tw + 6 * ui, y + th + 4 * ui};
+            if (r.x0 < f->px0 || r.x1 > f->px1 || r.y0 < f->py0 || r.y1 > f->py1)
+                continue;
+            if (!rect_free(taken, r))
+                continue;
+            uint32_t col = br_plot_genre_color((int)g);
+            br_plot_box(c, r.x0, r.y0, r.x1, r.y1, 0xFFFFFF, 0.72f);
+            br_plot_text(c, x + 3 * ui, y + 2 * ui, name, ts, col);
+            br_plot_text(c, x + 3 * ui + ui * 0.75f, y + 2 * ui, name, ts, col);   /* bold */
+            rects_push(taken, r);
+            break;
+        }
+    }
+    free(cnt);
+}
+
 /* ---- the plot -------------------------------------------------------------- */
 
 typedef struct legend_row {
@@ -721,6 +806,8 @@ br_err br_plot_render(br_plot_canvas *c, const br_plot_data *d, const br_plot_vi
     draw_legend(c, d, &f, &taken);
 
     rect plot_area = {f.px0 - 8 * ui, f.py0 - 8 * ui, f.px1 + 8 * ui, (float)c->h};
+    if (d->color == BR_PLOT_COLOR_GENRE && !(ov && ov->selected >= 0) && d->n_labels)
+        draw_genre_names(c, d, v, &f, &taken);
     float gap = r + 3 * ui;
 
     /* The selection: its neighbours ringed and labelled first. */
