@@ -12,6 +12,7 @@ PKGS=(
   libmicrohttpd-dev     # bookrec-infer --serve
   libjansson-dev        # JSON bodies for the server
   curl                  # tests/cli/server.sh talks to the server
+  clang libclang-rt-dev libomp-dev   # scripts/fuzz.sh: clang, its libFuzzer/ASan runtime, OpenMP for clang
 )
 
 missing=()
