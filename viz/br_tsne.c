@@ -572,7 +572,7 @@ nomem:
 /* ---- quadtree -------------------------------------------------------------- */
 
 #define QT_LEAF 8       /* points a leaf may hold */
-#define QT_GROUP 32     /* points of a group that shares one traversal */
+#define QT_GROUP 64     /* points of a group that shares one traversal */
 #define QT_LEVELS 16    /* bits per axis of the Morton code */
 
 /* A cell in depth-first order. Its subtree occupies [self, next). */
@@ -953,6 +953,10 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
         return 0;
     const qtree *t = &w->tree;
     int fail = 0, avx2 = have_avx2();
+    /* One parallel region, one barrier per evaluation: the groups'
+     * repulsion, then (without waiting) the rows' attraction into force[];
+     * the two are combined once Z is known. Fewer synchronisation points
+     * matter on a busy machine, where a waiting thread may be descheduled. */
 #pragma omp parallel num_threads(threads)
     {
         size_t cap = n + t->nn + 8;
@@ -963,7 +967,7 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
 #pragma omp atomic write
             fail = 1;
         }
-#pragma omp for schedule(dynamic, 8)
+#pragma omp for schedule(dynamic, 1) nowait
         for (size_t g = 0; g < t->nleaves; g++) {
             if (!lx || !ly || !lm)
                 continue;
@@ -976,6 +980,24 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
                 w->zrow[i] = z[s];
             }
         }
+#pragma omp for schedule(dynamic, 256)
+        for (size_t i = 0; i < n; i++) {
+            float xi = y[2 * i], yi = y[2 * i + 1], ax = 0, ay = 0;
+            double klr = 0;
+            for (uint64_t e = p->ptr[i]; e < p->ptr[i + 1]; e++) {
+                uint32_t j = p->col[e];
+                float dx = xi - y[2 * (size_t)j], dy = yi - y[2 * (size_t)j + 1];
+                float d2 = dx * dx + dy * dy;
+                float q = 1.0f / (1.0f + d2), pq = p->val[e] * q;
+                ax += pq * dx;
+                ay += pq * dy;
+                if (want_kl && p->val[e] > 0)
+                    klr += (double)p->val[e] * (log((double)p->val[e]) + log1p((double)d2));
+            }
+            force[2 * i] = ax;
+            force[2 * i + 1] = ay;
+            w->klrow[i] = klr;
+        }
         free(lx);
         free(ly);
         free(lm);
@@ -987,24 +1009,8 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
         zsum += w->zrow[i];
     float inv_z = (float)(1.0 / zsum);
     float ex = (float)exag;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 256)
-    for (size_t i = 0; i < n; i++) {
-        float xi = y[2 * i], yi = y[2 * i + 1], ax = 0, ay = 0;
-        double klr = 0;
-        for (uint64_t e = p->ptr[i]; e < p->ptr[i + 1]; e++) {
-            uint32_t j = p->col[e];
-            float dx = xi - y[2 * (size_t)j], dy = yi - y[2 * (size_t)j + 1];
-            float d2 = dx * dx + dy * dy;
-            float q = 1.0f / (1.0f + d2), pq = p->val[e] * q;
-            ax += pq * dx;
-            ay += pq * dy;
-            if (want_kl && p->val[e] > 0)
-                klr += (double)p->val[e] * (log((double)p->val[e]) + log1p((double)d2));
-        }
-        force[2 * i] = ex * ax - w->rep[2 * i] * inv_z;
-        force[2 * i + 1] = ex * ay - w->rep[2 * i + 1] * inv_z;
-        w->klrow[i] = klr;
-    }
+    for (size_t i = 0; i < 2 * n; i++)
+        force[i] = ex * force[i] - w->rep[i] * inv_z;
     if (want_kl) {
         double s = 0;
         for (size_t i = 0; i < n; i++)
