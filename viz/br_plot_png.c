@@ -715,9 +715,17 @@ static void draw_tooltip(br_plot_canvas *c, const br_book *b, float x, float y, 
         snprintf(lines[2], sizeof lines[2], "%d", (int)b->year);
     else
         snprintf(lines[2], sizeof lines[2], "year unknown");
+    char cnt[32], raw[16];
+    int rl = snprintf(raw, sizeof raw, "%u", (unsigned)b->ratings_count), k = 0;
+    for (int i = 0; i < rl; i++) {   /* 1903563 -> 1,903,563 */
+        if (i > 0 && (rl - i) % 3 == 0)
+            cnt[k++] = ',';
+        cnt[k++] = raw[i];
+    }
+    cnt[k] = '\0';
     if (isfinite(b->avg_rating))
-        snprintf(lines[3], sizeof lines[3], "average rating %.2f (%u ratings)",
-                 (double)b->avg_rating, (unsigned)b->ratings_count);
+        snprintf(lines[3], sizeof lines[3], "average rating %.2f (%s ratings)",
+                 (double)b->avg_rating, cnt);
     else
         snprintf(lines[3], sizeof lines[3], "average rating unknown");
     snprintf(lines[4], sizeof lines[4], "genre: %s", *b->genre ? b->genre : "none");
