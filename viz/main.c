@@ -74,7 +74,9 @@ static int die(br_err e, const br_diag *d)
 /* ---- progress ---------------------------------------------------------------- */
 
 typedef struct progress {
-    double t0;
+    double t0;          /* start of the run (kNN included) */
+    double t_first;     /* time of the first callback, 0 before */
+    int it_first;
     int tty;
 } progress;
 
@@ -83,7 +85,13 @@ static int on_progress(void *ctx, int iter, int iters, double kl)
     progress *p = ctx;
     if (!p->tty)
         return 0;
-    double el = br_now() - p->t0, eta = iter > 0 ? el * (iters - iter) / iter : 0;
+    double now = br_now(), el = now - p->t0, eta = 0;
+    if (p->t_first == 0) {   /* the rate is measured from here: kNN and P are done */
+        p->t_first = now;
+        p->it_first = iter;
+    } else if (iter > p->it_first) {
+        eta = (now - p->t_first) / (iter - p->it_first) * (iters - iter);
+    }
     char b1[32], b2[32], klt[32];
     if (isfinite(kl))
         snprintf(klt, sizeof klt, "%.4f", kl);
@@ -480,7 +488,7 @@ int main(int argc, char **argv)
         to.seed = c.seed;
         to.threads = c.threads;
         to.init = ypca;
-        progress pr = {br_now(), !c.quiet && br_isatty(stderr)};
+        progress pr = {br_now(), 0, 0, !c.quiet && br_isatty(stderr)};
         to.progress = on_progress;
         to.progress_ctx = &pr;
         br_tsne_stats st;
