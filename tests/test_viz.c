@@ -402,6 +402,14 @@ static void test_barnes_hut_close_to_exact(void **state)
     assert_true(sqrt(nt / ne) < 1e-3);   /* theta 0.05: nearly exact */
     assert_true(fabs(klb - kle) < 0.02 * kle);
     assert_true(fabs(klt - kle) < 1e-4 * kle + 1e-6);
+    /* A coarse theta stays an approximation of the same gradient. */
+    double klc;
+    assert_int_equal(br_tsne_gradient(p, y, 1.2, 1, 1, gb, &klc, NULL), BR_OK);
+    double nc = 0;
+    for (size_t i = 0; i < 2 * n; i++)
+        nc += (double)(gb[i] - ge[i]) * (gb[i] - ge[i]);
+    assert_true(sqrt(nc / ne) < 0.3);
+    assert_true(fabs(klc - kle) < 0.1 * kle);
     br_tsne_p_free(p);
     free(y);
     free(ge);

@@ -862,6 +862,10 @@ static void qt_repulse_leaf(const qtree *t, uint32_t leaf, float *lx, float *ly,
             k = gend;
             continue;
         }
+        if (k < leaf && nd->next > leaf) {   /* an ancestor of the group: always open it */
+            k++;                             /* (at theta > 0.7 it could be accepted and */
+            continue;                        /* count the group's points twice) */
+        }
         /* distance from the centre of mass to the leaf's box, per axis */
         float dx = gx0 - nd->cx > 0 ? gx0 - nd->cx : nd->cx - gx1 > 0 ? nd->cx - gx1 : 0.0f;
         float dy = gy0 - nd->cy > 0 ? gy0 - nd->cy : nd->cy - gy1 > 0 ? nd->cy - gy1 : 0.0f;
