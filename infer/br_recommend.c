@@ -4,10 +4,10 @@
  *
  * Every query scores all books with the kernel table's `score` (row-major
  * rows of the mapped file, eight books per step, no copy of the matrix) into
- * the scratch's score buffer, then a bounded heap picks the k best (as
- * br_topk does, with a vectorised pre-test of sixteen scores at a time),
- * skipping the excluded books (the reader's sorted read list) run by run,
- * so the filter costs nothing per book.
+ * the scratch's score buffer, then br_topk's bounded heap picks the k best
+ * (with a vectorised pre-test of sixteen scores at a time), skipping the
+ * excluded books (the reader's sorted read list) run by run, so the filter
+ * costs nothing per book.
  *
  * MLP models take a slower, documented path (br_rec_mlp_scores): the book
  * half of the first layer, hb_b = W1_book^T q_b (h1 floats per book), is
@@ -28,10 +28,6 @@
 #include "br_kernels.h"
 #include "br_rng.h"
 #include "br_topk.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 struct br_rec {
     const br_model *m;
@@ -296,120 +292,6 @@ static br_err br_rec_check(const br_rec *r, const br_rec_scratch *s, size_t k,
 
 /* ---- top-k ------------------------------------------------------------------- */
 
-/* The bounded heap of br_topk (worst entry at the root), with one change:
- * once the heap is full, scores are first tested sixteen at a time against
- * the root's score with four SSE compares (the x86-64 baseline), and only
- * a group holding a candidate takes the exact per-book path. A group is
- * skipped only if every score in it is below the threshold, which the exact
- * path would reject one by one (NaN is never below: it takes the exact
- * path), so the result is br_topk's, exactly. */
-static void br_rec_sift_down(br_scored *h, size_t n)
-{
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && br_scored_before(h[w], h[l]))
-            w = l;
-        if (r < n && br_scored_before(h[w], h[r]))
-            w = r;
-        if (w == i)
-            return;
-        br_scored t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static inline void br_rec_offer(br_scored *h, size_t m, float s, uint32_t i, float *thr)
-{
-    br_scored c = {s, i};
-    if (br_scored_before(c, h[0])) {
-        h[0] = c;
-        br_rec_sift_down(h, m);
-        *thr = h[0].score;
-    }
-}
-
-/* 1 if all of x[0..16) are below t (a NaN is not below). With SSE2, the
- * x86-64 baseline, four compares and one mask test; a plain loop
- * elsewhere. Only a pre-test: both forms give the same answer. */
-static inline int br_rec_all_below(const float *x, float t)
-{
-#if defined(__SSE2__)
-    __m128 vt = _mm_set1_ps(t);
-    __m128 a = _mm_cmplt_ps(_mm_loadu_ps(x), vt), b = _mm_cmplt_ps(_mm_loadu_ps(x + 4), vt);
-    __m128 c = _mm_cmplt_ps(_mm_loadu_ps(x + 8), vt), d = _mm_cmplt_ps(_mm_loadu_ps(x + 12), vt);
-    return _mm_movemask_ps(_mm_and_ps(_mm_and_ps(a, b), _mm_and_ps(c, d))) == 0xF;
-#else
-    int all = 1;
-    for (int l = 0; l < 16; l++)
-        all &= x[l] < t;
-    return all;
-#endif
-}
-
-/* Offers scores[lo..hi) to the heap h holding m of at most k entries. */
-static size_t br_rec_range(const float *sc, size_t lo, size_t hi, size_t k, br_scored *h,
-                           size_t m)
-{
-    size_t i = lo;
-    for (; i < hi && m < k; i++) {
-        size_t c = m++;
-        h[c] = (br_scored){sc[i], (uint32_t)i};
-        while (c > 0) {
-            size_t p = (c - 1) / 2;
-            if (!br_scored_before(h[p], h[c]))
-                break;
-            br_scored t = h[c];
-            h[c] = h[p];
-            h[p] = t;
-            c = p;
-        }
-    }
-    if (i >= hi)
-        return m;
-    float thr = h[0].score;
-    for (; i + 16 <= hi; i += 16) {
-        const float *x = sc + i;
-        if (br_rec_all_below(x, thr))
-            continue;
-        for (int l = 0; l < 16; l++)
-            if (!(x[l] < thr))
-                br_rec_offer(h, m, x[l], (uint32_t)(i + l), &thr);
-    }
-    for (; i < hi; i++)
-        if (!(sc[i] < thr))
-            br_rec_offer(h, m, sc[i], (uint32_t)i, &thr);
-    return m;
-}
-
-/* br_topk's contract: the best min(k, n - excluded) of sc[0..n), best first. */
-static size_t br_rec_topk(const float *sc, size_t n, const uint32_t *ex, size_t n_ex, size_t k,
-                          br_scored *h)
-{
-    if (k == 0)
-        return 0;
-    size_t m = 0, start = 0;
-    for (size_t e = 0; e < n_ex && start < n; e++) {
-        size_t x = ex[e];
-        if (x < start)
-            continue;
-        if (x >= n)
-            break;
-        m = br_rec_range(sc, start, x, k, h, m);
-        start = x + 1;
-    }
-    if (start < n)
-        m = br_rec_range(sc, start, n, k, h, m);
-    for (size_t end = m; end > 1; end--) {
-        br_scored t = h[0];
-        h[0] = h[end - 1];
-        h[end - 1] = t;
-        br_rec_sift_down(h, end - 1);
-    }
-    return m;
-}
 
 /* Top k of s->scores, minus the excluded books, into out. */
 static size_t br_rec_pick(const br_rec *r, br_rec_scratch *s, const uint32_t *exclude,
@@ -417,7 +299,7 @@ static size_t br_rec_pick(const br_rec *r, br_rec_scratch *s, const uint32_t *ex
 {
     if (k > r->n_books)
         k = r->n_books;
-    size_t n = br_rec_topk(s->scores, r->n_books, exclude, n_ex, k, s->heap);
+    size_t n = br_topk(s->scores, r->n_books, exclude, n_ex, k, s->heap);
     const uint32_t *ids = br_model_book_ids(r->m);
     for (size_t i = 0; i < n; i++)
         out[i] = (br_rec_item){ids[s->heap[i].idx], s->heap[i].idx, s->heap[i].score};
