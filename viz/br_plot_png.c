@@ -316,7 +316,7 @@ static void scale_range(br_plot_color m, double *lo, double *hi)
         *lo = 3.5;
         *hi = 4.5;
     } else {
-        *lo = 1900;
+        *lo = 1950;   /* most of goodbooks-10k is after 1950; older books share one end */
         *hi = 2017;
     }
 }

@@ -924,7 +924,8 @@ typedef struct tsne_ws {
     qtree tree;
     float *rep;         /* n x 2 repulsion sums (original order) */
     float *zrow;        /* n per-point sums of q */
-    double *klrow;      /* n per-row KL terms */
+    double *klrow;      /* n per-row sums of p log(1 + d^2) */
+    double plogp;       /* sum of p log p, NAN until computed */
 } tsne_ws;
 
 static void ws_free(tsne_ws *w)
@@ -939,6 +940,7 @@ static int ws_init(tsne_ws *w, size_t n)
 {
     memset(w, 0, sizeof *w);
     w->n = n;
+    w->plogp = NAN;
     int ok = qtree_init(&w->tree, n);
     w->rep = malloc(2 * n * sizeof *w->rep);
     w->zrow = malloc(n * sizeof *w->zrow);
@@ -995,8 +997,8 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
                 float q = 1.0f / (1.0f + d2), pq = p->val[e] * q;
                 ax += pq * dx;
                 ay += pq * dy;
-                if (want_kl && p->val[e] > 0)
-                    klr += (double)p->val[e] * (log((double)p->val[e]) + log1p((double)d2));
+                if (want_kl)
+                    klr += (double)p->val[e] * log1p((double)d2);
             }
             force[2 * i] = ax;
             force[2 * i + 1] = ay;
@@ -1016,10 +1018,17 @@ static int forces_bh(tsne_ws *w, const br_tsne_p *p, const float *y, double thet
     for (size_t i = 0; i < 2 * n; i++)
         force[i] = ex * force[i] - w->rep[i] * inv_z;
     if (want_kl) {
+        if (isnan(w->plogp)) {   /* sum p log p: a constant of the run, computed once */
+            double c = 0;
+            for (uint64_t e = 0; e < p->ptr[n]; e++)
+                if (p->val[e] > 0)
+                    c += (double)p->val[e] * log((double)p->val[e]);
+            w->plogp = c;
+        }
         double s = 0;
         for (size_t i = 0; i < n; i++)
             s += w->klrow[i];
-        *kl = s + log(zsum);
+        *kl = w->plogp + s + log(zsum);
     }
     return 1;
 }
@@ -1206,7 +1215,7 @@ br_err br_tsne_run(const float *x, size_t n, size_t d, size_t stride, const br_t
         int early = it < o->exaggeration_iters;
         double exag = early ? o->exaggeration : 1.0;
         float mom = (float)(early ? o->momentum_early : o->momentum);
-        int want_kl = (it % kl_every == 0) || it == o->iters - 1;
+        int want_kl = o->progress && ((it % kl_every == 0) || it == o->iters - 1);
         double klv = NAN;
         int ok = o->theta == 0 ? forces_exact(p, y, exag, T, force, &klv)
                                : forces_bh(&w, p, y, o->theta, exag, T, force, want_kl, &klv);

@@ -46,7 +46,7 @@ typedef struct br_tsne_opts {
     uint64_t seed;            /* for the vantage points and a random start */
     int threads;              /* >= 1 */
     const float *init;        /* n x 2 start; NULL: Gaussian with std 1e-4 from seed */
-    int kl_every;             /* KL estimate every this many iterations (50) */
+    int kl_every;             /* KL estimate every this many iterations (50), for progress */
     int progress_every;       /* callback period in iterations (10) */
     br_tsne_progress_fn progress;
     void *progress_ctx;

@@ -489,8 +489,10 @@ int main(int argc, char **argv)
         to.threads = c.threads;
         to.init = ypca;
         progress pr = {br_now(), 0, 0, !c.quiet && br_isatty(stderr)};
-        to.progress = on_progress;
-        to.progress_ctx = &pr;
+        if (pr.tty) {   /* the KL estimates cost time: only when shown */
+            to.progress = on_progress;
+            to.progress_ctx = &pr;
+        }
         br_tsne_stats st;
         e = br_tsne_run(x, n, dim, stride, &to, ytsne, &st, &d);
         if (e) {
