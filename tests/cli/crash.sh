@@ -13,12 +13,13 @@
 # BR_CRASH_KILLS (default 50) trainers have been killed, alternately:
 #   random - kill -9 after a delay drawn uniformly from [0, 0.9 T], T the time
 #            one full run takes (measured, then lowered whenever a run
-#            outruns its kill), so most kills land in loading/training;
+#            outruns its kill: 3/4 of that run's time), so most kills land in loading/training;
 #   write  - wait (polling every 2 ms) until the trainer's temporary file
-#            <model>.tmp.<pid> appears, then kill -9 at once or after a delay
-#            drawn from [0, W), W the time from the temporary's appearance to
-#            the trainer's exit in a calibration run (so kills land in the
-#            fwrite, the fsync, the rename or just after it).
+#            <model>.tmp.<pid> appears, then kill -9 at once (2 times in 3)
+#            or after a delay drawn from [0, W/2], W the time from the
+#            temporary's appearance to the trainer's exit in a calibration
+#            run (so kills land in the fwrite, the fsync, the rename or just
+#            after it).
 # After each kill: the target path must hold either the previous model,
 # byte-identical (cmp), or - if the trainer got past its rename - a complete
 # new model; either way `bookrec-infer -m M --user 1 --top 1` must succeed
@@ -33,8 +34,8 @@ build=${1:?usage: crash.sh BUILD_DIR [DATA_DIR]}
 build=$(cd "$build" && pwd) || exit 1
 train=$build/bookrec-train
 infer=$build/bookrec-infer
-gen=$build/bookrec-gen
-for b in "$train" "$infer" "$gen"; do
+gen=$build/bookrec-gen   # optional (a BOOKREC_BUILD_BENCH target): awk stands in
+for b in "$train" "$infer"; do
     [ -x "$b" ] || { echo "FAIL: no executable $b"; exit 1; }
 done
 want=${BR_CRASH_KILLS:-50}
@@ -62,7 +63,14 @@ if [ -n "${BR_CRASH_LARGE:-}" ]; then
 else
     size=(--users 1000 --books 500 --ratings 6000) dim=8
 fi
-"$gen" "${size[@]}" --seed 7 -q -o r.csv || fail "bookrec-gen"
+if [ -x "$gen" ]; then
+    "$gen" "${size[@]}" --seed 7 -q -o r.csv || fail "bookrec-gen"
+else
+    awk -v u="${size[1]}" -v b="${size[3]}" -v n="${size[5]}" 'BEGIN {
+        srand(7); print "user_id,book_id,rating"
+        for (i = 0; i < n; i++) print int(rand() * u) + 1 "," int(rand() * b) + 1 "," int(rand() * 5) + 1
+    }' >r.csv || fail "awk"
+fi
 M=$tmp/m.model
 args=(--ratings r.csv --data "$tmp/no-data" -q -j 1 --epochs 2 --patience 0 --holdout 0
       --dim "$dim" --seed 11 -o "$M")
@@ -109,8 +117,8 @@ while [ "$kills" -lt "$want" ]; do
         while kill -0 "$pid" 2>/dev/null && [ ! -e "$M.tmp.$pid" ]; do
             read -t 0.002 -u 9
         done
-        if [ $((RANDOM % 2)) -eq 1 ]; then
-            d=$(( RANDOM % W ))
+        if [ $((RANDOM % 3)) -eq 1 ]; then
+            d=$(( RANDOM % (W / 2 + 1) ))
             read -t "$((d / 1000)).$(printf %03d $((d % 1000)))" -u 9
         fi
     fi
@@ -130,7 +138,7 @@ while [ "$kills" -lt "$want" ]; do
         [ "$mode" -eq 1 ] && finished_random=$((finished_random + 1))
         # It outran the kill: runs are faster than T said (a warm cache, a
         # quieter machine). Follow the run times seen.
-        [ "$mode" -eq 1 ] && T=$(( ($(ms) - t1) * 9 / 10 + 1 ))
+        [ "$mode" -eq 1 ] && T=$(( ($(ms) - t1) * 3 / 4 + 1 ))
     else
         cat train.log
         fail "the trainer exited with status $rc"
