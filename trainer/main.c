@@ -401,7 +401,7 @@ int main(int argc, char **argv)
     c.valid = 0.05;
     c.topk = 10;
     c.seed = 42;
-    c.patience = UINT32_MAX;   /* per loss: 0 for mse, 3 for bpr */
+    c.patience = 0;   /* early stopping is opt-in: measured better without (README) */
     /* Sentinels: 0 / NaN mean "the default for the chosen model". */
     c.lr = c.reg = c.reg_bias = c.lr_decay = c.init_std = c.reg_y = NAN;
 
@@ -431,7 +431,7 @@ int main(int argc, char **argv)
         {0, "no-to-read", BR_OPT_FLAG, &c.no_to_read, NULL, "--implicit without to_read.csv"},
         {0, "neg", BR_OPT_UINT, &c.neg, "N", "BPR: sample N negatives, train on the highest scored"},
         {0, "seed", BR_OPT_U64, &c.seed, "N", "random seed for init, split and order (default 42)"},
-        {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (0 = off; default 3 for bpr, 0 for mse)"},
+        {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (default 0: off)"},
         {0, "valid", BR_OPT_DOUBLE, &c.valid, "F", "fraction of training ratings used for early stopping (default 0.05)"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Output:"},
         {'o', "output", BR_OPT_STR, &c.out, "FILE", "model file to write (default ./bookrec.model)"},
@@ -636,8 +636,6 @@ int main(int argc, char **argv)
     /* ---- split ---- */
     if (!c.test && c.holdout > 0)
         br_split_random(r, c.holdout, c.seed, fold, BR_FOLD_TEST);
-    if (c.patience == UINT32_MAX)
-        c.patience = loss == BR_LOSS_BPR ? 3 : 0;
     int early = c.patience > 0 && c.valid > 0;
     if (early)
         br_split_random(r, c.valid, c.seed + 1, fold, BR_FOLD_VALID);
