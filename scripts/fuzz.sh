@@ -55,6 +55,8 @@ bad_seeds() {
 }
 
 status=0
+passed=0
+failed=0
 printf '\n%-18s %10s %8s %8s %8s %s\n' target execs cov ft corpus result >"$work/summary"
 for t in "${targets[@]}"; do
     corpus=$work/corpus/$t
@@ -76,16 +78,19 @@ for t in "${targets[@]}"; do
     if [ "$rc" -ne 0 ] || ls "$work/artifacts/$t/" | grep -q .; then
         status=1
         result="FAIL (exit $rc)"
+        failed=$((failed + 1))
         cp "$work/artifacts/$t/"* "$dir/findings/" 2>/dev/null || true
         grep -E 'ERROR|runtime error|invariant failed|SUMMARY' "$log" | head -20 >&2 || true
         echo "   reproducers copied to $dir/findings/; full log: $log" >&2
     else
         result=ok
+        passed=$((passed + 1))
     fi
     printf '%-18s %10s %8s %8s %8s %s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result" \
         | tee -a "$work/summary"
 done
 cat "$work/summary"
+echo "fuzz: $passed passed, $failed failed"
 if [ "$status" -ne 0 ] && [ -z "${BR_FUZZ_KEEP:-}" ]; then
     trap - EXIT
     echo "fuzz.sh: logs kept in $work" >&2

@@ -11,7 +11,7 @@ PKGS=(
   libstb-dev            # stb_image_write for PNG output
   libmicrohttpd-dev     # bookrec-infer --serve
   libjansson-dev        # JSON bodies for the server
-  curl                  # tests/cli/server.sh talks to the server
+  curl jq               # tests/cli/server.sh and infer.sh: HTTP requests, JSON checks
   clang libclang-rt-dev libomp-dev   # scripts/fuzz.sh: clang, its libFuzzer/ASan runtime, OpenMP for clang
 )
 
