@@ -484,17 +484,9 @@ static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t
         return BR_OK;
     }
     if (!t->o.implicit) {
-        /* A fresh order inside every block, and of the rounds. */
+        /* A fresh order of the rounds (the blocks are reshuffled inside, in
+         * parallel, by br_trainer_epoch). */
         uint32_t B = t->nblk;
-        for (size_t k = 0; k < (size_t)B * B; k++) {
-            br_triplet *s = t->data + t->blk_ptr[k];
-            for (size_t i = t->blk_ptr[k + 1] - t->blk_ptr[k]; i > 1; i--) {
-                size_t j = br_rng_below(&t->shuf, (uint32_t)i);
-                br_triplet x = s[i - 1];
-                s[i - 1] = s[j];
-                s[j] = x;
-            }
-        }
         for (uint32_t r = 0; r < B; r++)
             t->rounds[r] = r;
         br_rng_shuffle_u32(&t->shuf, t->rounds, B);
@@ -748,8 +740,23 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
             free(pe);
             free(z);
         } else {
-            /* The block schedule: nblk rounds of nblk independent blocks. */
+            /* The block schedule: nblk rounds of nblk independent blocks.
+             * First a fresh order inside every block, each block with its
+             * own stream, so any thread count shuffles alike. */
             uint32_t B = t->nblk;
+#pragma omp for schedule(dynamic, 1)
+            for (uint32_t k = 0; k < B * B; k++) {
+                br_rng sg;
+                br_rng_seed(&sg, t->o.seed ^ 0x73687566ULL ^ ((uint64_t)epoch << 40) ^
+                                     (uint64_t)(k + 1) * 0xbf58476d1ce4e5b9ULL);
+                br_triplet *s = t->data + t->blk_ptr[k];
+                for (size_t i = t->blk_ptr[k + 1] - t->blk_ptr[k]; i > 1; i--) {
+                    size_t j = br_rng_below(&sg, (uint32_t)i);
+                    br_triplet x = s[i - 1];
+                    s[i - 1] = s[j];
+                    s[j] = x;
+                }
+            }
             for (uint32_t r = 0; r < B; r++) {
                 uint32_t s = t->rounds[r];
 #pragma omp for schedule(dynamic, 1)
