@@ -24,7 +24,9 @@
 #include "br_opt.h"
 #include "br_progress.h"
 #include "br_recommend.h"
+#ifdef BOOKREC_WITH_SERVER
 #include "br_server.h"
+#endif
 
 #include <errno.h>
 #include <jansson.h>
@@ -723,6 +725,27 @@ static int run_predict(const br_rec *rec, const char *path, int quiet)
 
 /* ---- --serve ---------------------------------------------------------------------- */
 
+#ifndef BOOKREC_WITH_SERVER
+/* bookrec-infer itself does not link the HTTP stack (libmicrohttpd and the
+ * TLS libraries behind it cost 5 ms of dynamic loading at every start, more
+ * than a whole query); --serve runs bookrec-infer-server, the same program
+ * built with the server, from the same folder, with the same arguments. */
+static int exec_server(char **args)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
+    if (n <= 0)
+        return die_msg(1, "--serve: cannot find this program's folder: %s", strerror(errno));
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    snprintf(slash ? slash + 1 : exe, sizeof exe - (size_t)(slash ? slash + 1 - exe : 0),
+             "bookrec-infer-server");
+    args[0] = exe;
+    execv(exe, args);
+    return die_msg(1, "--serve: cannot start %s: %s", exe, strerror(errno));
+}
+#else
+
 static void serve_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void serve_log(const char *fmt, ...)
 {
@@ -873,11 +896,17 @@ done:
     close(sfd);
     return rc;
 }
+#endif
 
 /* ---- main ----------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
+    /* The arguments as given (option parsing reorders argv), for --serve. */
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args)
+        return die_msg(1, "out of memory");
+    memcpy(args, argv, (size_t)argc * sizeof *args);
     cli c = {0};
     c.model = "bookrec.model";
     c.top = 10;
@@ -954,8 +983,14 @@ int main(int argc, char **argv)
         return die_msg(2, "-j must be at least 1");
     if (c.json && c.csv)
         return die_msg(2, "give --json or --csv, not both");
+#ifdef BOOKREC_WITH_SERVER
     if (c.serve)
         return run_serve(&c);
+#else
+    if (c.serve)
+        return exec_server(args);
+#endif
+    free(args);
     if ((c.users || c.predict) && c.json)
         return die_msg(2, "--%s writes CSV; --json is not available for it",
                        c.users ? "users" : "predict");
