@@ -900,13 +900,8 @@ done:
 
 /* ---- main ----------------------------------------------------------------------- */
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv, char **args)
 {
-    /* The arguments as given (option parsing reorders argv), for --serve. */
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    if (!args)
-        return die_msg(1, "out of memory");
-    memcpy(args, argv, (size_t)argc * sizeof *args);
     cli c = {0};
     c.model = "bookrec.model";
     c.top = 10;
@@ -990,7 +985,6 @@ int main(int argc, char **argv)
     if (c.serve)
         return exec_server(args);
 #endif
-    free(args);
     if ((c.users || c.predict) && c.json)
         return die_msg(2, "--%s writes CSV; --json is not available for it",
                        c.users ? "users" : "predict");
@@ -1082,5 +1076,17 @@ done:
     br_rec_scratch_free(s);
     br_rec_free(rec);
     br_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    /* The arguments as given (option parsing reorders argv), for --serve. */
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args)
+        return die_msg(1, "out of memory");
+    memcpy(args, argv, (size_t)argc * sizeof *args);
+    int rc = run(argc, argv, args);
+    free(args);
     return rc;
 }
