@@ -16,7 +16,7 @@
  * at once (Hogwild!, Niu et al. 2011). The races are deliberate and confined
  * to these kernels; a torn update costs a little accuracy, never memory
  * safety (each float is written whole by the hardware). TSan is told to
- * ignore exactly these functions (tests/tsan.supp).
+ * ignore exactly these functions (tests/tsan.supp, for ThreadSanitizer runs).
  */
 #ifndef BR_KERNELS_H
 #define BR_KERNELS_H
