@@ -194,6 +194,21 @@ static int csv_next(csv_reader *r, csv_field *f, size_t max, size_t *nf, size_t 
     return 1;
 }
 
+/* csv_next for a table of exactly ncols columns: a record with another
+ * field count is malformed input, reported with its line. */
+static int csv_row(csv_reader *r, csv_field *f, size_t ncols, size_t *line, br_diag *diag,
+                   br_err *err)
+{
+    size_t nf = 0;
+    int rc = csv_next(r, f, ncols, &nf, line, diag, err);
+    if (rc == 1 && nf != ncols) {
+        *err = br_fail(diag, BR_ERR_PARSE, "%s:%zu: %s fields (%zu), expected %zu", r->name,
+                       *line, nf < ncols ? "too few" : "too many", nf, ncols);
+        return -1;
+    }
+    return rc;
+}
+
 /* Copies a field's text (unescaping "" in quoted fields) to dst, which has
  * room for f->len + 1 bytes; returns the unescaped length. NUL-terminates. */
 static size_t csv_unescape(const csv_field *f, char *dst)
@@ -399,17 +414,12 @@ br_err br_books_parse(const char *buf, size_t len, const char *name, br_books **
     }
 
     for (;;) {
-        size_t nf = 0, line = 0;
-        int rc = csv_next(&r, f, ncols, &nf, &line, diag, &err);
+        size_t line = 0;
+        int rc = csv_row(&r, f, ncols, &line, diag, &err);
         if (rc < 0)
             goto fail;
         if (rc == 0)
             break;
-        if (nf != ncols) {
-            err = br_fail(diag, BR_ERR_PARSE, "%s:%zu: %s fields (%zu), expected %zu", name, line,
-                          nf < ncols ? "too few" : "too many", nf, ncols);
-            goto fail;
-        }
         if (nrows == cap) {
             size_t ncap = cap ? cap * 2 : 1024;
             book_row *nr = realloc(rows, ncap * sizeof *nr);
@@ -683,17 +693,12 @@ static br_err parse_tags_csv(const char *buf, size_t len, const char *name, aren
             goto done;
         }
     for (;;) {
-        size_t nf = 0, line = 0;
-        int rc = csv_next(&r, f, ncols, &nf, &line, diag, &err);
+        size_t line = 0;
+        int rc = csv_row(&r, f, ncols, &line, diag, &err);
         if (rc < 0)
             goto done;
         if (rc == 0)
             break;
-        if (nf != ncols) {
-            err = br_fail(diag, BR_ERR_PARSE, "%s:%zu: %s fields (%zu), expected %zu", name, line,
-                          nf < ncols ? "too few" : "too many", nf, ncols);
-            goto done;
-        }
         int64_t id;
         const csv_field *fid = &f[col[0]];
         if (!parse_int(fid->p, fid->len, &id) || id < 0 || id > (int64_t)UINT32_MAX) {
@@ -903,17 +908,12 @@ static br_err parse_tags_named(br_books *b, const char *book_tags, size_t book_t
     uint64_t last_gr = 0;
     size_t last_lo = 0, last_hi = 0;  /* cached range of gi for last_gr */
     for (;;) {
-        size_t nf = 0, line = 0;
-        int rc = csv_next(&r, f, ncols, &nf, &line, diag, &err);
+        size_t line = 0;
+        int rc = csv_row(&r, f, ncols, &line, diag, &err);
         if (rc < 0)
             goto done;
         if (rc == 0)
             break;
-        if (nf != ncols) {
-            err = br_fail(diag, BR_ERR_PARSE, "%s:%zu: %s fields (%zu), expected %zu", bt_name,
-                          line, nf < ncols ? "too few" : "too many", nf, ncols);
-            goto done;
-        }
         int64_t gr, tid, count;
         char ex[48];
         const csv_field *fg = &f[col[0]], *ft = &f[col[1]], *fc = &f[col[2]];

@@ -3,8 +3,36 @@
  */
 #include "br_progress.h"
 
+#include <stdarg.h>
 #include <time.h>
 #include <unistd.h>
+
+static const char *br_prog = "bookrec";
+static int br_quiet;
+
+void br_cli_init(const char *prog) { br_prog = prog; }
+void br_cli_quiet(int quiet) { br_quiet = quiet; }
+
+void br_say(const char *fmt, ...)
+{
+    if (br_quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+int br_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", br_prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
 
 double br_now(void)
 {

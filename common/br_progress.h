@@ -8,6 +8,18 @@
 
 #include <stdio.h>
 
+/* The programs' messages. br_cli_init names the program (for
+ * "bookrec-train: error: ...") and br_cli_quiet silences br_say. */
+void br_cli_init(const char *prog);
+void br_cli_quiet(int quiet);
+
+/* Progress and notes on stderr, unless quiet. */
+void br_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "<prog>: error: <message>" on stderr, whatever the quiet mode; returns
+ * code, so a main can write `return br_error(2, "...")`. */
+int br_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Monotonic seconds. */
 double br_now(void);
 

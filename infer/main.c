@@ -54,23 +54,11 @@ typedef struct cli {
     uint64_t max_body, max_header;
 } cli;
 
-static int die_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int die_msg(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return code;
-}
-
 /* Exit status of a library error: 2 for what the user typed or gave us
  * (unknown ids, malformed lists, bad values), 1 for the rest. */
 static int die(br_err e, const br_diag *d)
 {
-    fprintf(stderr, PROG ": error: %s\n", br_diag_text(d, e));
+    br_error(0, "%s", br_diag_text(d, e));
     switch (e) {
     case BR_ERR_ARG:
     case BR_ERR_NOT_FOUND:
@@ -565,7 +553,7 @@ static int run_users(const br_rec *rec, const user_set *set, size_t k, int threa
     const uint32_t *uids = br_model_user_ids(m);
     char **titles = csv_titles(m, nb);
     if (!titles)
-        return die_msg(1, "out of memory");
+        return br_error(1, "out of memory");
     size_t kk = k < nb ? k : nb;
     const size_t chunk = 64;
     size_t n_chunks = (set->n + chunk - 1) / chunk;
@@ -655,7 +643,7 @@ static int run_users(const br_rec *rec, const user_set *set, size_t k, int threa
         free(titles[i]);
     free(titles);
     if (fflush(stdout) != 0 || ferror(stdout))
-        return die_msg(1, "cannot write the output: %s", strerror(errno));
+        return br_error(1, "cannot write the output: %s", strerror(errno));
     return failed ? die(fail_e, &fail_d) : 0;
 }
 
@@ -712,7 +700,7 @@ static int run_predict(const br_rec *rec, const char *path, int quiet)
     e = each_line(buf, n, predict_line, &c, &d);
     free(buf);
     if (fflush(stdout) != 0 || ferror(stdout))
-        return die_msg(1, "cannot write the output: %s", strerror(errno));
+        return br_error(1, "cannot write the output: %s", strerror(errno));
     if (e)
         return die(e, &d);
     if (c.unknown && !quiet)
@@ -735,14 +723,14 @@ static int exec_server(char **args)
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
     if (n <= 0)
-        return die_msg(1, "--serve: cannot find this program's folder: %s", strerror(errno));
+        return br_error(1, "--serve: cannot find this program's folder: %s", strerror(errno));
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
     snprintf(slash ? slash + 1 : exe, sizeof exe - (size_t)(slash ? slash + 1 - exe : 0),
              "bookrec-infer-server");
     args[0] = exe;
     execv(exe, args);
-    return die_msg(1, "--serve: cannot start %s: %s", exe, strerror(errno));
+    return br_error(1, "--serve: cannot start %s: %s", exe, strerror(errno));
 }
 #else
 
@@ -806,7 +794,7 @@ static int run_serve(const cli *c)
     br_srv_config_default(&cfg);
     char host[256];
     if (!parse_listen(c->serve, host, sizeof host, &cfg.port))
-        return die_msg(2, "--serve: '%s' is not [HOST:]PORT (e.g. 8080, 127.0.0.1:8080, "
+        return br_error(2, "--serve: '%s' is not [HOST:]PORT (e.g. 8080, 127.0.0.1:8080, "
                           "[::1]:8080)", c->serve);
     cfg.host = host;
     cfg.threads = (unsigned)c->threads;
@@ -823,18 +811,18 @@ static int run_serve(const cli *c)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
-        return die_msg(1, "cannot block signals");
+        return br_error(1, "cannot block signals");
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0)
-        return die_msg(1, "signalfd: %s", strerror(errno));
+        return br_error(1, "signalfd: %s", strerror(errno));
 
     FILE *alog = NULL;
     if (c->access_log) {
         alog = strcmp(c->access_log, "-") == 0 ? stdout : fopen(c->access_log, "a");
         if (!alog) {
             close(sfd);
-            return die_msg(1, "cannot open the access log %s: %s", c->access_log,
+            return br_error(1, "cannot open the access log %s: %s", c->access_log,
                            strerror(errno));
         }
         cfg.access_log = alog;
@@ -960,24 +948,24 @@ static int run(int argc, char **argv, char **args)
         return 0;
     }
     if (npos > 0)
-        return die_msg(2, "unexpected argument '%s' (see --help)", argv[1]);
+        return br_error(2, "unexpected argument '%s' (see --help)", argv[1]);
     int modes = !!c.user + !!c.similar + !!(c.read || c.read_file) + !!c.users + !!c.predict +
                 !!c.serve;
     if (c.read && c.read_file)
-        return die_msg(2, "give --read or --read-file, not both");
+        return br_error(2, "give --read or --read-file, not both");
     if (modes == 0)
-        return die_msg(2, "nothing to do: give --user ID, --similar BOOK_ID, --read LIST, "
+        return br_error(2, "nothing to do: give --user ID, --similar BOOK_ID, --read LIST, "
                           "--read-file FILE, --users SPEC, --predict FILE or --serve PORT "
                           "(see --help)");
     if (modes > 1)
-        return die_msg(2, "give only one of --user, --similar, --read/--read-file, --users, "
+        return br_error(2, "give only one of --user, --similar, --read/--read-file, --users, "
                           "--predict, --serve");
     if (c.top <= 0)
-        return die_msg(2, "--top must be at least 1, not %d", c.top);
+        return br_error(2, "--top must be at least 1, not %d", c.top);
     if (c.threads < 1)
-        return die_msg(2, "-j must be at least 1");
+        return br_error(2, "-j must be at least 1");
     if (c.json && c.csv)
-        return die_msg(2, "give --json or --csv, not both");
+        return br_error(2, "give --json or --csv, not both");
 #ifdef BOOKREC_WITH_SERVER
     if (c.serve)
         return run_serve(&c);
@@ -986,16 +974,16 @@ static int run(int argc, char **argv, char **args)
         return exec_server(args);
 #endif
     if ((c.users || c.predict) && c.json)
-        return die_msg(2, "--%s writes CSV; --json is not available for it",
+        return br_error(2, "--%s writes CSV; --json is not available for it",
                        c.users ? "users" : "predict");
     out_fmt fmt = c.json ? OUT_JSON : c.csv ? OUT_CSV : OUT_TABLE;
 
     /* Parse the ids before touching the model, so typos fail fast. */
     uint32_t qid = 0;
     if (c.user && !parse_id(c.user, strlen(c.user), &qid))
-        return die_msg(2, "--user: '%s' is not a user id (a whole number >= 1)", c.user);
+        return br_error(2, "--user: '%s' is not a user id (a whole number >= 1)", c.user);
     if (c.similar && !parse_id(c.similar, strlen(c.similar), &qid))
-        return die_msg(2, "--similar: '%s' is not a book id (a whole number >= 1)", c.similar);
+        return br_error(2, "--similar: '%s' is not a book id (a whole number >= 1)", c.similar);
     reader_list rl = {0};
     if (c.read && (e = parse_read_list(c.read, &rl, &d)) != BR_OK) {
         free(rl.ids);
@@ -1064,7 +1052,7 @@ static int run(int argc, char **argv, char **args)
     }
     print_results(rec, &q, items, n, k, fmt);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        rc = die_msg(1, "cannot write the output: %s", strerror(errno));
+        rc = br_error(1, "cannot write the output: %s", strerror(errno));
         goto done;
     }
     rc = 0;
@@ -1081,10 +1069,11 @@ done:
 
 int main(int argc, char **argv)
 {
+    br_cli_init(PROG);
     /* The arguments as given (option parsing reorders argv), for --serve. */
     char **args = calloc((size_t)argc + 1, sizeof *args);
     if (!args)
-        return die_msg(1, "out of memory");
+        return br_error(1, "out of memory");
     memcpy(args, argv, (size_t)argc * sizeof *args);
     int rc = run(argc, argv, args);
     free(args);

@@ -46,31 +46,6 @@ static int br_sorted_has(const uint32_t *v, size_t n, uint32_t x)
     return lo < n && v[lo] == x;
 }
 
-double br_eval_bpr_loss(const br_params *p, const br_ratings *r, const uint8_t *fold,
-                        uint8_t want, const br_csr *known, uint64_t seed)
-{
-    br_rng g;
-    br_rng_seed(&g, seed ^ 0x76616c6964ULL);
-    double sum = 0;
-    size_t c = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        if (fold && fold[i] != want)
-            continue;
-        uint32_t u = r->user[i];
-        const uint32_t *seen = known->col + known->ptr[u];
-        size_t ns = known->ptr[u + 1] - known->ptr[u];
-        uint32_t j;
-        int tries = 0;
-        do {
-            j = br_rng_below(&g, p->n_books);
-        } while (br_sorted_has(seen, ns, j) && ++tries < 32);
-        double x = (double)br_params_score(p, u, r->book[i]) - br_params_score(p, u, j);
-        sum += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        c++;
-    }
-    return c ? sum / (double)c : NAN;
-}
-
 /* Accumulates one user's figures from a ranked list. */
 static void br_rank_user(const br_scored *top, size_t m, const uint32_t *rel, size_t n_rel,
                          uint32_t k, double *recall, double *ndcg, double *hr, double *map)

@@ -29,11 +29,6 @@ typedef struct br_rank_metrics {
 void br_eval_rmse(const br_params *p, const br_ratings *r, const uint8_t *fold, uint8_t want,
                   double *rmse, double *mae, size_t *count);
 
-/* Mean -log sigmoid(s(u,i) - s(u,j)) over held-out pairs with a sampled
- * unread j (BPR validation loss); lower is better. */
-double br_eval_bpr_loss(const br_params *p, const br_ratings *r, const uint8_t *fold,
-                        uint8_t want, const br_csr *known, uint64_t seed);
-
 /* Ranking figures of the model. `train` is the CSR by user of the books
  * to exclude (rated in training), `test` the CSR by user of held-out books. */
 br_err br_eval_ranking(const br_params *p, const br_csr *train, const br_csr *test, uint32_t k,

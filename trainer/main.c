@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,35 +37,9 @@ typedef struct cli {
     uint64_t seed;
 } cli;
 
-static int g_quiet;
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    if (g_quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-}
-
 static int die(br_err e, const br_diag *d)
 {
-    fprintf(stderr, PROG ": error: %s\n", br_diag_text(d, e));
-    return e == BR_ERR_ARG ? 2 : 1;
-}
-
-static int die_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int die_msg(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return code;
+    return br_error(e == BR_ERR_ARG ? 2 : 1, "%s", br_diag_text(d, e));
 }
 
 /* Fails before loading and training, not after: the folder that will hold
@@ -82,7 +55,7 @@ static int check_output(const char *path)
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     if (access(dir, W_OK | X_OK) != 0)
-        return die_msg(1, "cannot write %s: %s (folder %s)", path, strerror(errno), dir);
+        return br_error(1, "cannot write %s: %s (folder %s)", path, strerror(errno), dir);
     return 0;
 }
 
@@ -125,7 +98,7 @@ static br_err load_ratings(const cli *c, const char *path, br_ratings **out, uin
     if (e)
         return e;
     if (tr->skipped)
-        say("warning: skipped %zu malformed rows of %s (first at line %zu: %s)\n", tr->skipped,
+        br_say("warning: skipped %zu malformed rows of %s (first at line %zu: %s)\n", tr->skipped,
             path, tr->first_bad_line, tr->first_bad);
     if (!c->test) {
         *out = tr;
@@ -281,7 +254,7 @@ static br_err train_mlp(const cli *c, const br_ratings *r, const uint8_t *fold,
     br_err e = br_mlp_create(&mo, r->n_users, r->n_books, mean, &t, d);
     if (e)
         return e;
-    say("training mlp model (dim %u, dense %u -> %u -> 1, ReLU), mse loss, adam, up to %u "
+    br_say("training mlp model (dim %u, dense %u -> %u -> 1, ReLU), mse loss, adam, up to %u "
         "epochs, %d thread%s\n", mo.dim, mo.h1, mo.h2, mo.epochs, mo.threads,
         mo.threads == 1 ? "" : "s");
     br_train_data td = {.r = r, .idx = idx, .n = n_train};
@@ -310,7 +283,7 @@ static br_err train_mlp(const cli *c, const br_ratings *r, const uint8_t *fold,
         snprintf(line + n, sizeof line - (size_t)n, "  %.2f M ratings/s  epoch %s  elapsed %s",
                  n_train / dt / 1e6, br_fmt_duration(dt, et, sizeof et),
                  br_fmt_duration(br_now() - t0, el, sizeof el));
-        say("%s%s", line, tty && !c->verbose ? "\033[K\r" : "\n");
+        br_say("%s%s", line, tty && !c->verbose ? "\033[K\r" : "\n");
         if (!early) {
             best_epoch = ran;
             test_rmse = rm;
@@ -328,14 +301,14 @@ static br_err train_mlp(const cli *c, const br_ratings *r, const uint8_t *fold,
         }
     }
     if (tty && !c->verbose)
-        say("\n");
+        br_say("\n");
     if (!e && early && best_epoch && best_epoch != ran) {
         br_mlp_restore(t);
-        say("early stop: kept epoch %u (validation RMSE %.4f)\n", best_epoch, best);
+        br_say("early stop: kept epoch %u (validation RMSE %.4f)\n", best_epoch, best);
     }
     char b1[32], tb[32];
     if (!e && isfinite(test_rmse))
-        say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
+        br_say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
             br_fmt_count(n_test, b1, sizeof b1));
     if (!e) {
         br_model_data md;
@@ -361,7 +334,7 @@ static br_err train_mlp(const cli *c, const br_ratings *r, const uint8_t *fold,
         md.books = books;
         e = br_model_save(&md, c->out, d);
         if (!e)
-            say("wrote %s (%s total)\n", c->out, br_fmt_duration(br_now() - t0, tb, sizeof tb));
+            br_say("wrote %s (%s total)\n", c->out, br_fmt_duration(br_now() - t0, tb, sizeof tb));
     }
     if (!e && c->metrics) {
         br_atomic *a = NULL;
@@ -391,6 +364,7 @@ static br_err train_mlp(const cli *c, const br_ratings *r, const uint8_t *fold,
 
 int main(int argc, char **argv)
 {
+    br_cli_init(PROG);
     cli c = {0};
     c.threads = omp_get_num_procs();
     c.out = "bookrec.model";
@@ -459,8 +433,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (npos > 0)
-        return die_msg(2, "unexpected argument '%s' (see --help)", argv[1]);
-    g_quiet = c.quiet;
+        return br_error(2, "unexpected argument '%s' (see --help)", argv[1]);
+    br_cli_quiet(c.quiet);
 
     enum { KIND_AUTOREC = 100 };   /* trained as AutoRec, written as a biased model */
     static const char *const kinds[] = {"dot", "biased", "mlp", "autorec", NULL};
@@ -471,28 +445,28 @@ int main(int argc, char **argv)
     static const int optimv[] = {BR_OPTIM_SGD, BR_OPTIM_ADAM};
     int kind, loss, optim;
     if (!parse_choice(c.model, kinds, kindv, &kind))
-        return die_msg(2, "--model must be dot, biased or autorec, not '%s'", c.model);
+        return br_error(2, "--model must be dot, biased or autorec, not '%s'", c.model);
     int autorec = kind == KIND_AUTOREC;
     if (autorec)
         kind = BR_MODEL_BIASED;
     if (!c.loss)
         c.loss = autorec ? "mse" : "bpr";
     if (!parse_choice(c.loss, losses, lossv, &loss))
-        return die_msg(2, "--loss must be mse or bpr, not '%s'", c.loss);
+        return br_error(2, "--loss must be mse or bpr, not '%s'", c.loss);
     if (!parse_choice(c.optim, optims, optimv, &optim))
-        return die_msg(2, "--optim must be sgd or adam, not '%s'", c.optim);
+        return br_error(2, "--optim must be sgd or adam, not '%s'", c.optim);
     if (kind == BR_MODEL_MLP && (loss != BR_LOSS_MSE || c.implicit))
-        return die_msg(2, "--model mlp trains on ratings: use --loss mse (and no --implicit)");
+        return br_error(2, "--model mlp trains on ratings: use --loss mse (and no --implicit)");
     if (autorec && (loss != BR_LOSS_MSE || optim != BR_OPTIM_SGD))
-        return die_msg(2, "--model autorec trains with --loss mse --optim sgd");
+        return br_error(2, "--model autorec trains with --loss mse --optim sgd");
     if (c.threads < 1)
-        return die_msg(2, "-j must be at least 1");
+        return br_error(2, "-j must be at least 1");
     if (!(c.holdout >= 0 && c.holdout < 1))
-        return die_msg(2, "--holdout must be in [0, 1), not %g", c.holdout);
+        return br_error(2, "--holdout must be in [0, 1), not %g", c.holdout);
     if (!(c.valid >= 0 && c.valid < 1))
-        return die_msg(2, "--valid must be in [0, 1), not %g", c.valid);
+        return br_error(2, "--valid must be in [0, 1), not %g", c.valid);
     if (c.topk == 0)
-        return die_msg(2, "--top must be at least 1");
+        return br_error(2, "--top must be at least 1");
     int orc = check_output(c.out);
     if (!orc && c.metrics)
         orc = check_output(c.metrics);
@@ -569,7 +543,7 @@ int main(int argc, char **argv)
     if (e)
         return die(e, &d);
     char b1[32], b2[32], b3[32], b4[32], b5[32], tb[32];
-    say("loaded %s: %s ratings, %s users, %s books (%s duplicate rows merged) in %s\n", rpath,
+    br_say("loaded %s: %s ratings, %s users, %s books (%s duplicate rows merged) in %s\n", rpath,
         br_fmt_count(r->n, b1, sizeof b1), br_fmt_count(r->n_users, b2, sizeof b2),
         br_fmt_count(r->n_books, b3, sizeof b3), br_fmt_count(r->dup_rows, b4, sizeof b4),
         br_fmt_duration(br_now() - t0, tb, sizeof tb));
@@ -585,7 +559,7 @@ int main(int argc, char **argv)
         if (tpath[0]) {
             e = br_books_load_tags(books, tpath, tnpath, &d);
             if (e) {
-                say("warning: no genres: %s\n", br_diag_text(&d, e));
+                br_say("warning: no genres: %s\n", br_diag_text(&d, e));
                 br_diag_clear(&d);
             }
         }
@@ -624,7 +598,7 @@ int main(int argc, char **argv)
                         n_extra++;
                     }
                 }
-                say("to-read: %s (user, book) pairs from %s\n",
+                br_say("to-read: %s (user, book) pairs from %s\n",
                     br_fmt_count(n_extra, b1, sizeof b1), trpath);
             } else {
                 n_extra = 0;
@@ -686,7 +660,7 @@ int main(int argc, char **argv)
     }
     if (e)
         goto done;
-    say("split: %s train, %s validation, %s test (seed %llu)\n",
+    br_say("split: %s train, %s validation, %s test (seed %llu)\n",
         br_fmt_count(n_train, b1, sizeof b1), br_fmt_count(n_valid, b2, sizeof b2),
         br_fmt_count(n_test, b3, sizeof b3), (unsigned long long)c.seed);
 
@@ -705,7 +679,7 @@ int main(int argc, char **argv)
     e = br_trainer_create(&to, r->n_users, r->n_books, mean, &tr, &d);
     if (e)
         goto done;
-    say("training %s model, %s loss, %s, dim %u, up to %u epochs, %d thread%s\n", c.model,
+    br_say("training %s model, %s loss, %s, dim %u, up to %u epochs, %d thread%s\n", c.model,
         c.loss, c.optim, to.dim, to.epochs, to.threads, to.threads == 1 ? "" : "s");
 
     br_train_data td = {.r = r, .idx = idx, .n = n_train, .pos = &known,
@@ -753,7 +727,7 @@ int main(int argc, char **argv)
         snprintf(line + n, sizeof line - (size_t)n, "  %.1f M ratings/s  elapsed %s  ETA %s",
                  n_train / dt / 1e6, br_fmt_duration(br_now() - t0, el, sizeof el),
                  br_fmt_duration(eta, et, sizeof et));
-        say("%s%s", line, tty && !c.verbose ? "\033[K\r" : "\n");
+        br_say("%s%s", line, tty && !c.verbose ? "\033[K\r" : "\n");
         if (early) {
             if (vmetric < best - 1e-5) {
                 best = vmetric;
@@ -776,15 +750,15 @@ int main(int argc, char **argv)
         }
     }
     if (tty && !c.verbose)
-        say("\n");
+        br_say("\n");
     if (early && best_epoch && best_epoch != ran) {
         br_trainer_restore(tr);
-        say("early stop: kept epoch %u (validation %s %.4f)\n", best_epoch,
+        br_say("early stop: kept epoch %u (validation %s %.4f)\n", best_epoch,
             loss == BR_LOSS_MSE ? "RMSE" : "recall", fabs(best));
     }
     br_trainer_params(tr, &prm);
     if (isfinite(test_rmse))
-        say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
+        br_say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
             br_fmt_count(n_test, b5, sizeof b5));
 
     br_rank_metrics rk = {0}, pop = {0};
@@ -795,11 +769,11 @@ int main(int argc, char **argv)
             e = br_eval_popularity(&known, &test_csr, r->n_books, c.topk, c.threads, &pop, &d);
         if (e)
             goto done;
-        say("ranking @%u over %zu users (%s):\n", c.topk, rk.users,
+        br_say("ranking @%u over %zu users (%s):\n", c.topk, rk.users,
             br_fmt_duration(br_now() - r0, tb, sizeof tb));
-        say("  %-11s recall %.4f  ndcg %.4f  hr %.4f  map %.4f  coverage %.4f\n", "model",
+        br_say("  %-11s recall %.4f  ndcg %.4f  hr %.4f  map %.4f  coverage %.4f\n", "model",
             rk.recall, rk.ndcg, rk.hr, rk.map, rk.coverage);
-        say("  %-11s recall %.4f  ndcg %.4f  hr %.4f  map %.4f  coverage %.4f\n", "popularity",
+        br_say("  %-11s recall %.4f  ndcg %.4f  hr %.4f  map %.4f  coverage %.4f\n", "popularity",
             pop.recall, pop.ndcg, pop.hr, pop.map, pop.coverage);
     }
 
@@ -837,7 +811,7 @@ int main(int argc, char **argv)
         e = br_model_save(&md, c.out, &d);
         if (e)
             goto done;
-        say("wrote %s (%s total)\n", c.out, br_fmt_duration(br_now() - t0, tb, sizeof tb));
+        br_say("wrote %s (%s total)\n", c.out, br_fmt_duration(br_now() - t0, tb, sizeof tb));
     }
 
     if (c.metrics) {

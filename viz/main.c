@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,35 +39,9 @@ typedef struct cli {
     uint64_t seed;
 } cli;
 
-static int g_quiet;
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    if (g_quiet)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-}
-
-static int die_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int die_msg(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, PROG ": error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return code;
-}
-
 static int die(br_err e, const br_diag *d)
 {
-    fprintf(stderr, PROG ": error: %s\n", br_diag_text(d, e));
-    return e == BR_ERR_ARG ? 2 : 1;
+    return br_error(e == BR_ERR_ARG ? 2 : 1, "%s", br_diag_text(d, e));
 }
 
 /* ---- progress ---------------------------------------------------------------- */
@@ -276,6 +249,7 @@ static const char *basename_of(const char *p)
 
 int main(int argc, char **argv)
 {
+    br_cli_init(PROG);
     cli c = {0};
     c.model = "bookrec.model";
     c.size = "1600x1200";
@@ -332,17 +306,17 @@ int main(int argc, char **argv)
         printf(PROG " %s\n", BOOKREC_VERSION);
         return 0;
     }
-    g_quiet = c.quiet;
+    br_cli_quiet(c.quiet);
     if (npos > 0)
-        return die_msg(2, "unexpected argument '%s' (see --help)", argv[1]);
+        return br_error(2, "unexpected argument '%s' (see --help)", argv[1]);
     if (c.pca && c.tsne)
-        return die_msg(2, "give --pca or --tsne, not both");
+        return br_error(2, "give --pca or --tsne, not both");
     if (c.normalize && c.raw)
-        return die_msg(2, "give --normalize or --raw, not both");
+        return br_error(2, "give --normalize or --raw, not both");
     int normalize = !c.raw;
     int w, h;
     if (!parse_size(c.size, &w, &h))
-        return die_msg(2, "--size: '%s' is not WxH with each side 16 .. 16384 (e.g. 1600x1200)",
+        return br_error(2, "--size: '%s' is not WxH with each side 16 .. 16384 (e.g. 1600x1200)",
                        c.size);
     br_plot_color color;
     if (strcmp(c.color, "genre") == 0)
@@ -352,23 +326,23 @@ int main(int argc, char **argv)
     else if (strcmp(c.color, "year") == 0)
         color = BR_PLOT_COLOR_YEAR;
     else
-        return die_msg(2, "--color: '%s' is not genre, rating or year", c.color);
+        return br_error(2, "--color: '%s' is not genre, rating or year", c.color);
     if (c.threads < 1)
-        return die_msg(2, "-j must be at least 1");
+        return br_error(2, "-j must be at least 1");
     if (c.iters < 0 || c.iters > 100000)
-        return die_msg(2, "--iters must be 0 .. 100000, not %d", c.iters);
+        return br_error(2, "--iters must be 0 .. 100000, not %d", c.iters);
     if (!(c.perplexity >= 1 && c.perplexity <= 1000))
-        return die_msg(2, "--perplexity must be 1 .. 1000, not %g", c.perplexity);
+        return br_error(2, "--perplexity must be 1 .. 1000, not %g", c.perplexity);
     if (!(c.theta >= 0 && c.theta <= 1.5))
-        return die_msg(2, "--theta must be 0 .. 1.5, not %g", c.theta);
+        return br_error(2, "--theta must be 0 .. 1.5, not %g", c.theta);
     if (c.labels < 0)
-        return die_msg(2, "--labels must be 0 or more");
+        return br_error(2, "--labels must be 0 or more");
     const char *disp = getenv("DISPLAY"), *wl = getenv("WAYLAND_DISPLAY");
     const char *vd = getenv("SDL_VIDEODRIVER");
     int have_display = (disp && *disp) || (wl && *wl) || (vd && *vd);
     int want_window = c.window || (!c.png && have_display);
     if (!want_window && !c.png && !c.csv && !c.projector)
-        return die_msg(2, "no display for a window: give --png FILE (or --csv, --projector)");
+        return br_error(2, "no display for a window: give --png FILE (or --csv, --projector)");
     int method_tsne = !c.pca;
 
     br_model *m = NULL;
@@ -384,7 +358,7 @@ int main(int argc, char **argv)
     const float *bv = br_model_book_vecs(m);
     if (n < 3 || dim == 0 || !bv) {
         br_model_free(m);
-        return die_msg(1, "%s: the model has %zu book vectors of dimension %zu; a map needs at "
+        return br_error(1, "%s: the model has %zu book vectors of dimension %zu; a map needs at "
                           "least 3",
                        c.model, n, dim);
     }
@@ -402,7 +376,7 @@ int main(int argc, char **argv)
     fallback = calloc(n, sizeof *fallback);
     x = aligned_alloc(64, ((n * stride * sizeof *x) + 63) / 64 * 64);
     if (!books || !fallback || !x) {
-        rc = die_msg(1, "out of memory");
+        rc = br_error(1, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
@@ -416,7 +390,7 @@ int main(int argc, char **argv)
         }
     }
     if (!br_model_has_book_info(m))
-        say("note: %s has no book titles or genres (train with books.csv beside the ratings)\n",
+        br_say("note: %s has no book titles or genres (train with books.csv beside the ratings)\n",
             c.model);
     size_t zero_rows = 0;
     for (size_t i = 0; i < n; i++) {
@@ -436,7 +410,7 @@ int main(int argc, char **argv)
         }
     }
     if (zero_rows)
-        say("note: %zu books have all-zero vectors (left at the origin)\n", zero_rows);
+        br_say("note: %zu books have all-zero vectors (left at the origin)\n", zero_rows);
 
     /* PCA: always (it is the t-SNE start). */
     double t0 = br_now();
@@ -446,9 +420,9 @@ int main(int argc, char **argv)
         goto done;
     }
     ypca = malloc(2 * n * sizeof *ypca);
-    if (!ypca || (dim < 2 && (rc = die_msg(1, "the model's vectors have one dimension: no map")))) {
+    if (!ypca || (dim < 2 && (rc = br_error(1, "the model's vectors have one dimension: no map")))) {
         if (!ypca)
-            rc = die_msg(1, "out of memory");
+            rc = br_error(1, "out of memory");
         goto done;
     }
     e = br_pca_transform(pca, x, n, stride, 2, ypca, &d);
@@ -458,7 +432,7 @@ int main(int argc, char **argv)
     }
     double t_pca = br_now() - t0;
     char buf[64];
-    say("%s: %zu books x %zu dims%s; PCA in %s\n", basename_of(c.model), n, dim,
+    br_say("%s: %zu books x %zu dims%s; PCA in %s\n", basename_of(c.model), n, dim,
         normalize ? " (rows normalised)" : "", br_fmt_duration(t_pca, buf, sizeof buf));
     if (!c.quiet) {
         double cum = 0;
@@ -477,7 +451,7 @@ int main(int argc, char **argv)
     if (tsne_needed) {
         ytsne = malloc(2 * n * sizeof *ytsne);
         if (!ytsne) {
-            rc = die_msg(1, "out of memory");
+            rc = br_error(1, "out of memory");
             goto done;
         }
         br_tsne_opts to;
@@ -500,7 +474,7 @@ int main(int argc, char **argv)
             goto done;
         }
         kl = st.kl;
-        say("t-SNE: %zu books, perplexity %g, %d iterations, KL %.4f in %s (kNN %.2f s, P %.2f s, "
+        br_say("t-SNE: %zu books, perplexity %g, %d iterations, KL %.4f in %s (kNN %.2f s, P %.2f s, "
             "optimisation %.2f s, -j %d)\n",
             n, c.perplexity, st.iters, st.kl, br_fmt_duration(br_now() - pr.t0, buf, sizeof buf),
             st.t_knn, st.t_affinity, st.t_optimize, c.threads);
@@ -526,7 +500,7 @@ int main(int argc, char **argv)
             rc = die(e, &d);
             goto done;
         }
-        say("wrote %s\n", c.csv);
+        br_say("wrote %s\n", c.csv);
     }
     if (c.projector) {
         e = write_projector(c.projector, books, x, n, dim, stride, &d);
@@ -534,7 +508,7 @@ int main(int argc, char **argv)
             rc = die(e, &d);
             goto done;
         }
-        say("wrote %s/vectors.tsv and %s/metadata.tsv\n", c.projector, c.projector);
+        br_say("wrote %s/vectors.tsv and %s/metadata.tsv\n", c.projector, c.projector);
     }
     if (c.png) {
         br_plot_data pd = {n, ymain, books, color, title, method_tsne ? sub_tsne : sub_pca,
@@ -550,13 +524,13 @@ int main(int argc, char **argv)
             rc = die(e, &d);
             goto done;
         }
-        say("wrote %s (%dx%d)\n", c.png, w, h);
+        br_say("wrote %s (%dx%d)\n", c.png, w, h);
     }
     if (want_window) {
         const size_t kn = 10;
         near = malloc(n * kn * sizeof *near);
         if (!near || !neighbours(x, n, dim, stride, kn < n - 1 ? kn : n - 1, c.threads, near)) {
-            rc = die_msg(1, "out of memory");
+            rc = br_error(1, "out of memory");
             goto done;
         }
         br_plot_layout lay[2] = {{"t-SNE", ytsne, title_tsne, sub_tsne},
@@ -587,7 +561,7 @@ int main(int argc, char **argv)
             rc = die(e, &d);
             goto done;
         }
-        say("window: drag to pan, wheel to zoom, hover for details, click for the 10 nearest "
+        br_say("window: drag to pan, wheel to zoom, hover for details, click for the 10 nearest "
             "books, m switches PCA / t-SNE, s saves %s, q quits\n",
             wo.save_path);
         e = br_plot_window_run(win, &d);
@@ -598,7 +572,7 @@ int main(int argc, char **argv)
         br_plot_window_state ws;
         br_plot_window_get_state(win, &ws);
         if (ws.saves)
-            say("saved %d PNG%s to %s\n", ws.saves, ws.saves > 1 ? "s" : "", wo.save_path);
+            br_say("saved %d PNG%s to %s\n", ws.saves, ws.saves > 1 ? "s" : "", wo.save_path);
     }
     rc = 0;
 done:
