@@ -68,16 +68,37 @@ typedef struct br_kernels {
      * Q holding n_books rows of `stride` floats; n = stride. */
     void (*score)(const float *u, const float *Q, size_t n_books, size_t stride,
                   const float *bias, float add, float *out);
+
+    /* The quantised pre-scan of br_qscan (see br_qscan.h): for every block
+     * of 8 books, the exact integer dot products of the reader's offset
+     * 7-bit values `uq` (stride / 4 words of four uint8 in 1..127, the
+     * lowest dimension in the low byte) with the books' int8 values (block
+     * layout: for each group of four dimensions, 8 books x 4 values), less
+     * corr[b], then for book b
+     *   out[b] = (add + base[b]) + (su * scale[b]) * (float)(idot - corr[b])
+     *            + ((ce * scale[b] + su * qerr[b]) + cm)
+     * in that order, no fused operations; gmax[g] = the max of out over
+     * books 16 g .. 16 g + 15 (padding included). Integer sums are exact
+     * (products stay below 2^15 per pair, so vpmaddubsw never saturates),
+     * so every table gives the same bits. */
+    void (*qscan)(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
+                  const int32_t *corr, const float *base, const float *scale,
+                  const float *qerr, float add, float su, float ce, float cm, float *out,
+                  float *gmax);
 } br_kernels;
 
-/* The table for this CPU (AVX2 when the CPU has AVX2 and FMA), chosen on the
+/* The table for this CPU (avx512 when the CPU has AVX2, FMA and AVX-512
+ * F/BW/VNNI, else avx2 when it has AVX2 and FMA, else scalar), chosen on the
  * first call. The environment variable BOOKREC_KERNEL=scalar forces the
- * reference. Thread-safe. */
+ * reference, BOOKREC_KERNEL=avx2 the AVX2 table. Thread-safe. */
 const br_kernels *br_kernels_get(void);
 
 const br_kernels *br_kernels_scalar(void);
 /* NULL when the CPU lacks AVX2 or FMA. */
 const br_kernels *br_kernels_avx2(void);
+/* The AVX2 table with the kernels that gain from AVX-512 (F, BW, VNNI) in
+ * their AVX-512 form (today: qscan); NULL when the CPU lacks those. */
+const br_kernels *br_kernels_avx512(void);
 
 /* Sigmoid of -x, shared by both tables so they agree exactly. */
 float br_sigmoid_neg(float x);

@@ -7,6 +7,8 @@
 
 #include <immintrin.h>
 
+#include "br_qscan_simd.h"
+
 /* ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), as br_hsum8 in the scalar file. */
 static inline float br_hsum8_avx2(__m256 v)
 {
@@ -179,6 +181,53 @@ static void br_score_avx2(const float *u, const float *Q, size_t n_books, size_t
     }
 }
 
+/* 32 products of one 4-dimension group of a block: vpmaddubsw (reader's
+ * uint8 x book's int8, adjacent pairs summed to int16: at most
+ * 2 x 127 x 127, no saturation) then vpmaddwd by ones (to int32, one lane per
+ * book). */
+static inline __m256i br_qscan_quad(__m256i u, const int8_t *x, __m256i ones)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_load_si256((const __m256i *)x)),
+                             ones);
+}
+
+/* Four blocks share each broadcast of the reader's four values. */
+static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks,
+                          size_t stride, const int32_t *corr, const float *base,
+                          const float *scale, const float *qerr, float add, float su,
+                          float ce, float cm, float *out, float *gmax)
+{
+    size_t quads = stride / 4, bs = 8 * stride, j = 0;
+    __m256 vadd = _mm256_set1_ps(add), vsu = _mm256_set1_ps(su), vce = _mm256_set1_ps(ce),
+           vcm = _mm256_set1_ps(cm);
+    __m256i ones = _mm256_set1_epi16(1);
+    for (; j + 4 <= n_blocks; j += 4) {
+        const int8_t *q = blk + j * bs;
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        __m256i a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256();
+        for (size_t p = 0; p < quads; p++) {
+            __m256i u = _mm256_set1_epi32((int32_t)uq[p]);
+            const int8_t *x = q + p * 32;
+            a0 = _mm256_add_epi32(br_qscan_quad(u, x, ones), a0);
+            a1 = _mm256_add_epi32(br_qscan_quad(u, x + bs, ones), a1);
+            a2 = _mm256_add_epi32(br_qscan_quad(u, x + 2 * bs, ones), a2);
+            a3 = _mm256_add_epi32(br_qscan_quad(u, x + 3 * bs, ones), a3);
+        }
+        br_qscan_out8_avx2(a0, j, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a1, j + 1, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a2, j + 2, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a3, j + 3, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+    }
+    for (; j < n_blocks; j++) {
+        const int8_t *q = blk + j * bs;
+        __m256i a0 = _mm256_setzero_si256();
+        for (size_t p = 0; p < quads; p++)
+            a0 = _mm256_add_epi32(br_qscan_quad(_mm256_set1_epi32((int32_t)uq[p]), q + p * 32,
+                                                ones), a0);
+        br_qscan_out8_avx2(a0, j, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+    }
+}
+
 static const br_kernels br_avx2_table = {
     .name = "avx2",
     .dot = br_dot_avx2,
@@ -187,6 +236,27 @@ static const br_kernels br_avx2_table = {
     .bpr_mf = br_bpr_mf_avx2,
     .adam_bpr = br_adam_bpr_avx2,
     .score = br_score_avx2,
+    .qscan = br_qscan_avx2,
 };
 
 const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
+
+/* In br_kernels_avx512.c (AVX-512 F/BW/VNNI); the "avx512" table is this
+ * one with the kernels that gain from AVX-512 replaced. */
+void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
+                     const int32_t *corr, const float *base, const float *scale,
+                     const float *qerr, float add, float su, float ce, float cm, float *out,
+                     float *gmax);
+
+static const br_kernels br_avx512_table = {
+    .name = "avx512",
+    .dot = br_dot_avx2,
+    .sgd_mf = br_sgd_mf_avx2,
+    .adam_mf = br_adam_mf_avx2,
+    .bpr_mf = br_bpr_mf_avx2,
+    .adam_bpr = br_adam_bpr_avx2,
+    .score = br_score_avx2,
+    .qscan = br_qscan_avx512,
+};
+
+const br_kernels *br_kernels_avx512_table(void) { return &br_avx512_table; }

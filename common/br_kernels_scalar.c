@@ -128,6 +128,30 @@ static void br_score_scalar(const float *u, const float *Q, size_t n_books, size
     }
 }
 
+static void br_qscan_scalar(const uint32_t *uq, const int8_t *blk, size_t n_blocks,
+                            size_t stride, const int32_t *corr, const float *base,
+                            const float *scale, const float *qerr, float add, float su,
+                            float ce, float cm, float *out, float *gmax)
+{
+    size_t quads = stride / 4;
+    for (size_t j = 0; j < n_blocks; j++) {
+        const int8_t *q = blk + j * 8 * stride;
+        for (size_t l = 0; l < 8; l++) {
+            int32_t acc = 0;
+            for (size_t p = 0; p < quads; p++)
+                for (int t = 0; t < 4; t++)
+                    acc += (int32_t)((uq[p] >> (8 * t)) & 0xff) * q[p * 32 + 4 * l + t];
+            size_t b = j * 8 + l;
+            float e = (ce * scale[b] + su * qerr[b]) + cm;
+            out[b] = ((add + base[b]) + (su * scale[b]) * (float)(acc - corr[b])) + e;
+        }
+        float mx = out[j * 8];
+        for (size_t l = 1; l < 8; l++)
+            mx = out[j * 8 + l] > mx ? out[j * 8 + l] : mx;
+        gmax[j / 2] = j % 2 == 0 || mx > gmax[j / 2] ? mx : gmax[j / 2];
+    }
+}
+
 static const br_kernels br_scalar_table = {
     .name = "scalar",
     .dot = br_dot_scalar,
@@ -136,6 +160,7 @@ static const br_kernels br_scalar_table = {
     .bpr_mf = br_bpr_mf_scalar,
     .adam_bpr = br_adam_bpr_scalar,
     .score = br_score_scalar,
+    .qscan = br_qscan_scalar,
 };
 
 const br_kernels *br_kernels_scalar(void) { return &br_scalar_table; }

@@ -2,9 +2,13 @@
  * br_topk.c - bounded-heap top-k selection.
  *
  * The heap holds the best k seen so far with the worst at the root, so each
- * further candidate costs one comparison unless it enters the heap.
+ * further candidate costs one comparison unless it enters the heap. The
+ * bounded form compares cheap upper bounds with the root and computes a
+ * book's exact score only when its bound could enter (br_qscan's use).
  */
 #include "br_topk.h"
+
+#include <math.h>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -59,52 +63,56 @@ static inline int br_all_below16(const float *x, float t)
 #endif
 }
 
-static inline void br_offer(br_scored *h, size_t m, float s, uint32_t i, float *thr)
+/* Offers books lo..hi to the heap h (m entries, at most k): keys[i] is the
+ * score itself (exact == NULL) or an upper bound of exact(ctx, i). A book
+ * whose key is below thr cannot enter, thr being `floor` (a score the k-th
+ * best is known to reach) or, once the heap is full, the root's score if
+ * higher. Groups of sixteen are tested at once: by gmax (the max of keys
+ * over each aligned group of 16, when given) or by a vector compare. NaN
+ * keys and scores take the per-book path, where br_scored_before ranks them
+ * last, so the result is the same as offering every book. */
+static size_t br_topk_range(const float *keys, const float *gmax, float floor, size_t lo,
+                            size_t hi, size_t k, br_scored *h, size_t m,
+                            br_topk_exact_fn exact, void *ctx)
 {
-    br_scored c = {s, i};
-    if (br_scored_before(c, h[0])) {
-        h[0] = c;
-        br_sift_down(h, m, 0);
-        *thr = h[0].score;
-    }
-}
-
-/* Offers scores[lo..hi) to the heap. Once the heap is full, scores are
- * tested sixteen at a time against the root's: a group is skipped only if
- * every score in it is below, which the exact per-score path would reject
- * one by one (NaN and ties take that exact path), so the result is the
- * same as offering every score. */
-static size_t br_topk_range(const float *scores, size_t lo, size_t hi, size_t k, br_scored *h,
-                            size_t m)
-{
+    float thr = m < k ? floor : fmaxf(floor, h[0].score);
     size_t i = lo;
-    for (; i < hi && m < k; i++) {
-        h[m] = (br_scored){scores[i], (uint32_t)i};
-        br_sift_up(h, m);
-        m++;
+    while (i < hi) {
+        size_t end = i + 16 <= hi ? i + 16 : hi;
+        if (end == i + 16) {
+            int skip = gmax && (i & 15) == 0 ? gmax[i >> 4] < thr : br_all_below16(keys + i, thr);
+            if (skip) {
+                i = end;
+                continue;
+            }
+        }
+        for (; i < end; i++) {
+            if (keys[i] < thr)
+                continue;
+            br_scored c = {exact ? exact(ctx, (uint32_t)i) : keys[i], (uint32_t)i};
+            if (m < k) {
+                h[m] = c;
+                br_sift_up(h, m);
+                if (++m == k)
+                    thr = fmaxf(floor, h[0].score);
+            } else if (br_scored_before(c, h[0])) {
+                h[0] = c;
+                br_sift_down(h, m, 0);
+                thr = fmaxf(floor, h[0].score);
+            }
+        }
     }
-    if (i >= hi)
-        return m;
-    float thr = h[0].score;
-    for (; i + 16 <= hi; i += 16) {
-        const float *x = scores + i;
-        if (br_all_below16(x, thr))
-            continue;
-        for (int l = 0; l < 16; l++)
-            if (!(x[l] < thr))
-                br_offer(h, m, x[l], (uint32_t)(i + l), &thr);
-    }
-    for (; i < hi; i++)
-        if (!(scores[i] < thr))
-            br_offer(h, m, scores[i], (uint32_t)i, &thr);
     return m;
 }
 
-size_t br_topk(const float *scores, size_t n, const uint32_t *exclude, size_t n_ex, size_t k,
-               br_scored *out)
+size_t br_topk_bounded(const float *keys, const float *gmax, float floor, size_t n,
+                       const uint32_t *exclude, size_t n_ex, size_t k, br_topk_exact_fn exact,
+                       void *ctx, br_scored *out)
 {
     if (k == 0)
         return 0;
+    if (floor != floor)
+        floor = -INFINITY;
     size_t m = 0, start = 0;
     /* Runs between excluded indices (ascending; duplicates and out-of-range
      * entries are harmless). */
@@ -114,11 +122,11 @@ size_t br_topk(const float *scores, size_t n, const uint32_t *exclude, size_t n_
             continue;
         if (x >= n)
             break;
-        m = br_topk_range(scores, start, x, k, out, m);
+        m = br_topk_range(keys, gmax, floor, start, x, k, out, m, exact, ctx);
         start = x + 1;
     }
     if (start < n)
-        m = br_topk_range(scores, start, n, k, out, m);
+        m = br_topk_range(keys, gmax, floor, start, n, k, out, m, exact, ctx);
     /* Heap sort in place: repeatedly move the worst to the end. */
     for (size_t end = m; end > 1; end--) {
         br_scored t = out[0];
@@ -127,4 +135,10 @@ size_t br_topk(const float *scores, size_t n, const uint32_t *exclude, size_t n_
         br_sift_down(out, end - 1, 0);
     }
     return m;
+}
+
+size_t br_topk(const float *scores, size_t n, const uint32_t *exclude, size_t n_ex, size_t k,
+               br_scored *out)
+{
+    return br_topk_bounded(scores, NULL, -INFINITY, n, exclude, n_ex, k, NULL, NULL, out);
 }

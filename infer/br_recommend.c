@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "br_kernels.h"
+#include "br_qscan.h"
 #include "br_rng.h"
 #include "br_topk.h"
 
@@ -39,6 +40,7 @@ struct br_rec {
     float reg, reg_bias;       /* the trainer's regularisation (fold-in) */
     int mse;                   /* 1: scores are ratings */
     float *inv_norm;           /* 1 / |q_b|, 0 for a zero vector */
+    br_qscan *qs;              /* quantised pre-scan of Q (NULL: plain scan) */
     /* MLP models only (else NULL / 0): packed weights (br_model.h) and the
      * precomputed book halves of the first layer, n_books rows of h1. */
     const float *mlp;
@@ -53,6 +55,7 @@ struct br_rec {
 struct br_rec_scratch {
     uint32_t n_books, dim, stride;
     float *scores;             /* n_books, 64-byte aligned */
+    void *qwork;               /* br_qscan's work space (NULL without a pre-scan) */
     br_scored *heap;           /* n_books */
     float *vec;                /* stride floats, 64-byte aligned: a folded-in reader */
     uint32_t *books;           /* n_books: sorted unique internal indices of a reader */
@@ -145,6 +148,11 @@ static void *br_rec_alloc64(size_t bytes);
 
 br_err br_rec_create(const br_model *m, br_rec **out, br_diag *diag)
 {
+    return br_rec_create_flags(m, 0, out, diag);
+}
+
+br_err br_rec_create_flags(const br_model *m, unsigned flags, br_rec **out, br_diag *diag)
+{
     if (!m || !out)
         return br_fail(diag, BR_ERR_ARG, "NULL argument");
     *out = NULL;
@@ -179,6 +187,9 @@ br_err br_rec_create(const br_model *m, br_rec **out, br_diag *diag)
     const float *norms = br_model_book_norms(m);
     for (uint32_t b = 0; b < r->n_books; b++)
         r->inv_norm[b] = norms[b] > 0.0f ? 1.0f / norms[b] : 0.0f;
+    if (mt->kind != BR_MODEL_MLP && !(flags & BR_REC_NO_PRESCAN) &&
+        br_qscan_create(r->Q, r->bb, r->n_books, r->stride, &r->qs, NULL) != BR_OK)
+        r->qs = NULL;   /* values it cannot bound, or no memory: the plain scan serves */
     if (mt->kind == BR_MODEL_MLP) {
         r->mlp = br_model_mlp(m);
         r->h1 = mt->mlp_h1;
@@ -203,6 +214,7 @@ void br_rec_free(br_rec *r)
     if (!r)
         return;
     free(r->inv_norm);
+    br_qscan_free(r->qs);
     free(r->hb);
     free(r);
 }
@@ -234,6 +246,10 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
     s->dim = r->dim;
     s->stride = r->stride;
     s->scores = br_rec_alloc64(nb * sizeof(float));
+    if (r->qs && !(s->qwork = br_rec_alloc64(br_qscan_work_bytes(r->qs)))) {
+        br_rec_scratch_free(s);
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    }
     s->heap = malloc(nb * sizeof *s->heap);
     s->vec = br_rec_alloc64(r->stride * sizeof(float));
     s->books = malloc(nb * sizeof *s->books);
@@ -265,6 +281,7 @@ void br_rec_scratch_free(br_rec_scratch *s)
     if (!s)
         return;
     free(s->scores);
+    free(s->qwork);
     free(s->heap);
     free(s->vec);
     free(s->books);
@@ -293,17 +310,23 @@ static br_err br_rec_check(const br_rec *r, const br_rec_scratch *s, size_t k,
 /* ---- top-k ------------------------------------------------------------------- */
 
 
+/* The first n entries of s->heap into out, with the dataset's ids. */
+static size_t br_rec_items(const br_rec *r, const br_rec_scratch *s, size_t n,
+                           br_rec_item *out)
+{
+    const uint32_t *ids = br_model_book_ids(r->m);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (br_rec_item){ids[s->heap[i].idx], s->heap[i].idx, s->heap[i].score};
+    return n;
+}
+
 /* Top k of s->scores, minus the excluded books, into out. */
 static size_t br_rec_pick(const br_rec *r, br_rec_scratch *s, const uint32_t *exclude,
                           size_t n_ex, size_t k, br_rec_item *out)
 {
     if (k > r->n_books)
         k = r->n_books;
-    size_t n = br_topk(s->scores, r->n_books, exclude, n_ex, k, s->heap);
-    const uint32_t *ids = br_model_book_ids(r->m);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (br_rec_item){ids[s->heap[i].idx], s->heap[i].idx, s->heap[i].score};
-    return n;
+    return br_rec_items(r, s, br_topk(s->scores, r->n_books, exclude, n_ex, k, s->heap), out);
 }
 
 br_err br_rec_vector(const br_rec *r, br_rec_scratch *s, const float *vec, float add,
@@ -315,6 +338,12 @@ br_err br_rec_vector(const br_rec *r, br_rec_scratch *s, const float *vec, float
         return e;
     if (!vec || (n_ex && !exclude))
         return br_fail(diag, BR_ERR_ARG, "NULL argument");
+    size_t n;
+    if (r->qs && s->qwork &&
+        br_qscan_topk(r->qs, r->k, vec, add, exclude, n_ex, k, s->qwork, s->heap, &n) == BR_OK) {
+        *n_out = br_rec_items(r, s, n, out);
+        return BR_OK;
+    }
     if (r->mlp)
         br_rec_mlp_scores(r, vec, s->scores, s->mlp_work);
     else

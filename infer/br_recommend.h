@@ -51,10 +51,19 @@ typedef struct br_rec_item {
 #define BR_REC_INCLUDE_READ 1u   /* keep the books the reader has read */
 
 /* Wraps a model (borrowed: it must outlive the br_rec). For an mlp model
- * this precomputes the book halves of the first layer (n_books x h1 floats).
+ * this precomputes the book halves of the first layer (n_books x h1 floats);
+ * for the others the quantised copy of the book matrix that top-k queries
+ * pre-scan (br_qscan.h: n_books x stride int16, built in about a tenth of a
+ * millisecond for 10,000 books at dim 32; the answers are the same without
+ * it, only slower).
  * Errors: BR_ERR_UNSUPPORTED for an unknown kind or an mlp model without
  * weights, BR_ERR_NOMEM. */
 br_err br_rec_create(const br_model *m, br_rec **out, br_diag *diag);
+
+/* The same with flags: BR_REC_NO_PRESCAN skips the quantised copy, for a
+ * process that answers one query (building it costs more than it saves). */
+#define BR_REC_NO_PRESCAN 1u
+br_err br_rec_create_flags(const br_model *m, unsigned flags, br_rec **out, br_diag *diag);
 void br_rec_free(br_rec *r);                  /* NULL ok */
 
 const br_model *br_rec_model(const br_rec *r);

@@ -1009,7 +1009,9 @@ static int run(int argc, char **argv, char **args)
             fprintf(stderr, PROG ": train one with bookrec-train, or name one with -m FILE\n");
         goto done;   /* exit 1: a missing or damaged model */
     }
-    e = br_rec_create(m, &rec, &d);
+    /* One query: the quantised copy of the books (br_qscan) would cost more
+     * to build than it saves; --users builds it once for all readers. */
+    e = br_rec_create_flags(m, c.users ? 0 : BR_REC_NO_PRESCAN, &rec, &d);
     if (e) {
         rc = die(e, &d);
         goto done;

@@ -156,6 +156,7 @@ static void test_tables_and_get(void **state)
     assert_non_null(s->adam_bpr);
     assert_non_null(s->bpr_mf);
     assert_non_null(s->score);
+    assert_non_null(s->qscan);
     /* br_kernels_avx2() must agree with what the CPU says. */
     if (cpu_has_avx2_fma()) {
         assert_non_null(a);
@@ -166,9 +167,30 @@ static void test_tables_and_get(void **state)
         assert_non_null(a->adam_bpr);
         assert_non_null(a->bpr_mf);
         assert_non_null(a->score);
+        assert_non_null(a->qscan);
         assert_ptr_not_equal(a, s);
     } else {
         assert_null(a);
+    }
+    /* The avx512 table: AVX2's kernels but for its own qscan, and only on
+     * a CPU with AVX-512 F, BW and VNNI. */
+    const br_kernels *x = br_kernels_avx512();
+#if defined(__x86_64__)
+    int has512 = a && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vnni");
+#else
+    int has512 = 0;
+#endif
+    if (has512) {
+        assert_non_null(x);
+        assert_string_equal(x->name, "avx512");
+        assert_ptr_equal(x->dot, a->dot);
+        assert_ptr_equal(x->sgd_mf, a->sgd_mf);
+        assert_ptr_equal(x->score, a->score);
+        assert_non_null(x->qscan);
+        assert_ptr_not_equal(x->qscan, a->qscan);
+    } else {
+        assert_null(x);
     }
     g_get_called = 1;
     const br_kernels *k = br_kernels_get();
@@ -176,6 +198,8 @@ static void test_tables_and_get(void **state)
     const char *force = getenv("BOOKREC_KERNEL");
     if (force && strcmp(force, "scalar") == 0)
         assert_ptr_equal(k, s);
+    else if (x && !(force && strcmp(force, "avx2") == 0))
+        assert_ptr_equal(k, x);
     else if (a)
         assert_ptr_equal(k, a);
     else

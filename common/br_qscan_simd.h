@@ -1,0 +1,39 @@
+/*
+ * br_qscan_simd.h - the part of the quantised pre-scan kernel shared by the
+ * AVX2 and AVX-512 files (static inline, so each is compiled with its own
+ * file's flags and inlined into its loop): integer dot products of a block
+ * of eight books to bounds, and the group maxima. See br_kernels.h (qscan).
+ * Include only from a file compiled with at least -mavx2.
+ */
+#ifndef BR_QSCAN_SIMD_H
+#define BR_QSCAN_SIMD_H
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bounds of the eight books of block j from their integer dot products d
+ * (before the offset correction), and the block's max into its group of 16
+ * (blocks 2g and 2g + 1). */
+static inline void br_qscan_out8_avx2(__m256i d, size_t j, const int32_t *corr,
+                                      const float *base,
+                        const float *scale, const float *qerr, __m256 vadd, __m256 vsu,
+                        __m256 vce, __m256 vcm, float *out, float *gmax)
+{
+    size_t b = j * 8;
+    d = _mm256_sub_epi32(d, _mm256_loadu_si256((const __m256i *)(corr + b)));
+    __m256 sc = _mm256_loadu_ps(scale + b);
+    __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(vce, sc),
+                                           _mm256_mul_ps(vsu, _mm256_loadu_ps(qerr + b))),
+                             vcm);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(vadd, _mm256_loadu_ps(base + b)),
+                             _mm256_mul_ps(_mm256_mul_ps(vsu, sc), _mm256_cvtepi32_ps(d)));
+    __m256 r = _mm256_add_ps(s, e);
+    _mm256_storeu_ps(out + b, r);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float mx = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
+    gmax[j / 2] = j % 2 == 0 || mx > gmax[j / 2] ? mx : gmax[j / 2];
+}
+
+#endif

@@ -1,0 +1,430 @@
+/*
+ * test_qscan.c - the quantised pre-scan (br_qscan) and the bounded top-k
+ * under it.
+ *
+ * - The qscan kernel of every table the CPU runs (scalar, avx2, avx512)
+ *   gives the same bits, bounds and group maxima, on random inputs with odd
+ *   block counts (the four-block loop and its tail) and strides 8 to 72.
+ * - br_qscan_topk equals "the kernel's score of every book, then br_topk"
+ *   exactly (indices and score bits) for every table: books 1 to 2,003,
+ *   strides 8 to 64, k = 1, 3, 10, n - 1, n, n + 3 (both the floor path and
+ *   the large-k path), read lists (random, all, with repeats and
+ *   out-of-range entries), with and without biases, and awkward values:
+ *   tied (duplicated) rows, rows that differ by far less than the int8 step
+ *   (so only a sound error bound finds the right books; dropping a term of
+ *   the bound fails this test), zero rows, a zero reader, values near 1e-30 and
+ *   near 1e12, one huge coordinate among small ones.
+ * - A constructed pair where the quantised order is wrong by nearly the
+ *   whole error bound.
+ * - Values it cannot bound (NaN, infinity, > 1e15) are refused with
+ *   BR_ERR_UNSUPPORTED, at create and per query.
+ * - br_topk_bounded with gmax and a floor equals br_topk over the exact
+ *   scores, for random slack between bound and score.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "br_kernels.h"
+#include "br_qscan.h"
+#include "br_rng.h"
+#include "br_topk.h"
+
+static float unif(br_rng *g, float lo, float hi)
+{
+    return lo + (hi - lo) * (float)br_rng_uniform(g);
+}
+
+static void *zalloc64(size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, bytes ? bytes : 64);
+    assert_non_null(p);
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+/* The tables this CPU can run. */
+static size_t tables(const br_kernels **t)
+{
+    size_t n = 0;
+    t[n++] = br_kernels_scalar();
+    if (br_kernels_avx2())
+        t[n++] = br_kernels_avx2();
+    if (br_kernels_avx512())
+        t[n++] = br_kernels_avx512();
+    return n;
+}
+
+static void test_kernel_tables_agree(void **state)
+{
+    (void)state;
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 11);
+    static const size_t strides[] = {8, 16, 24, 32, 40, 72};
+    static const size_t blocks[] = {1, 2, 3, 4, 5, 7, 9, 13};
+    for (size_t si = 0; si < sizeof strides / sizeof *strides; si++)
+        for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
+            size_t st = strides[si], nb = blocks[bi], nbooks = nb * 8, groups = (nb + 1) / 2;
+            uint32_t *uq = zalloc64(st / 4 * sizeof *uq);
+            int8_t *blk = zalloc64(nbooks * st);
+            int32_t *corr = zalloc64(nbooks * sizeof *corr);
+            float *base = zalloc64(nbooks * 4), *scale = zalloc64(nbooks * 4),
+                  *qerr = zalloc64(nbooks * 4);
+            for (size_t i = 0; i < st / 4; i++)
+                for (int b = 0; b < 4; b++)
+                    uq[i] |= (uint32_t)(1 + br_rng_below(&g, 127)) << (8 * b);
+            for (size_t i = 0; i < nbooks * st; i++)
+                blk[i] = (int8_t)((int)br_rng_below(&g, 255) - 127);
+            for (size_t b = 0; b < nbooks; b++) {
+                corr[b] = (int32_t)br_rng_below(&g, 200000) - 100000;
+                base[b] = unif(&g, -2, 2);
+                scale[b] = unif(&g, 0, 0.01f);
+                qerr[b] = unif(&g, 0, 0.5f);
+            }
+            float add = unif(&g, -3, 3), su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1),
+                  cm = unif(&g, 0, 1e-4f);
+            float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(groups * 4);
+            t[0]->qscan(uq, blk, nb, st, corr, base, scale, qerr, add, su, ce, cm, out0, gm0);
+            for (size_t b = 0; b < nbooks; b++) {   /* the maxima are of the bounds */
+                assert_true(out0[b] <= gm0[b / 16]);
+            }
+            for (size_t ti = 1; ti < nt; ti++) {
+                float *out = zalloc64(nbooks * 4), *gm = zalloc64(groups * 4);
+                t[ti]->qscan(uq, blk, nb, st, corr, base, scale, qerr, add, su, ce, cm, out, gm);
+                if (memcmp(out, out0, nbooks * 4) != 0 || memcmp(gm, gm0, groups * 4) != 0) {
+                    print_error("qscan %s differs from scalar: stride %zu, %zu blocks\n",
+                                t[ti]->name, st, nb);
+                    fail();
+                }
+                free(out);
+                free(gm);
+            }
+            free(out0);
+            free(gm0);
+            free(uq);
+            free(blk);
+            free(corr);
+            free(base);
+            free(scale);
+            free(qerr);
+        }
+}
+
+/* ---- br_qscan_topk against the plain path -------------------------------------- */
+
+enum vals { V_PLAIN, V_TIES, V_NEAR, V_ZEROS, V_TINY, V_LARGE, V_SPIKE, V_COUNT };
+static const char *vals_name[] = {"plain", "tied rows", "near rows", "zero rows", "tiny", "large",
+                                  "spike"};
+
+static void fill(br_rng *g, enum vals v, float *Q, float *bias, size_t n, size_t st,
+                 size_t dim, float *u)
+{
+    float mag = v == V_TINY ? 1e-30f : v == V_LARGE ? 1e6f : 1.0f;
+    for (size_t b = 0; b < n; b++) {
+        float *row = Q + b * st;
+        memset(row, 0, st * sizeof *row);
+        if (v == V_TIES && b % 3 != 0) {   /* copies of an earlier row: equal scores */
+            memcpy(row, Q + (b - b % 3) * st, st * sizeof *row);
+            if (bias)
+                bias[b] = bias[b - b % 3];
+            continue;
+        }
+        if (v == V_NEAR && b > 0) {
+            /* the first row plus noise far below the int8 step: the bounds
+             * alone cannot order these books */
+            for (size_t i = 0; i < dim; i++)
+                row[i] = Q[i] + unif(g, -1e-4f, 1e-4f);
+            if (bias)
+                bias[b] = bias[0] + unif(g, -1e-5f, 1e-5f);
+            continue;
+        }
+        if (!(v == V_ZEROS && b % 4 == 1))
+            for (size_t i = 0; i < dim; i++)
+                row[i] = unif(g, -mag, mag);
+        if (v == V_SPIKE && b % 5 == 0)
+            row[br_rng_below(g, (uint32_t)dim)] = 1e4f;
+        if (bias)
+            bias[b] = v == V_ZEROS && b % 4 == 1 ? 0.0f : unif(g, -1, 1) * (v == V_LARGE ? 1e6f : 1);
+    }
+    for (size_t i = 0; i < st; i++)
+        u[i] = i < dim ? unif(g, -mag, mag) : 0.0f;
+    if (v == V_ZEROS)
+        memset(u, 0, st * sizeof *u);
+}
+
+static size_t make_exclude(br_rng *g, int how, size_t n, uint32_t *ex)
+{
+    size_t m = 0;
+    if (how == 1)
+        for (size_t i = 0; i < n; i++)
+            if (br_rng_below(g, 4) == 0)
+                ex[m++] = (uint32_t)i;
+    if (how == 2)
+        for (size_t i = 0; i < n; i++)
+            ex[m++] = (uint32_t)i;
+    if (how == 3) {
+        for (size_t i = 0; i < n; i++)
+            if (br_rng_below(g, 3) == 0) {
+                ex[m++] = (uint32_t)i;
+                if (br_rng_below(g, 2))
+                    ex[m++] = (uint32_t)i;
+            }
+        ex[m++] = (uint32_t)n;
+        ex[m++] = UINT32_MAX;
+    }
+    return m;
+}
+
+static void test_topk_exact(void **state)
+{
+    (void)state;
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 12);
+    static const size_t ns[] = {1, 7, 17, 100, 1001, 2003};
+    static const size_t dims[] = {5, 8, 24, 32, 61};
+    char what[200];
+    for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (int v = 0; v < V_COUNT; v++)
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    size_t n = ns[ni], dim = dims[di], st = (dim + 7) / 8 * 8;
+                    float *Q = zalloc64(n * st * 4), *bias = with_bias ? zalloc64(n * 4) : NULL;
+                    float *u = zalloc64(st * 4), *sc = zalloc64(n * 4);
+                    uint32_t *ex = malloc((2 * n + 4) * sizeof *ex);
+                    br_scored *want = malloc((n + 3) * sizeof *want),
+                              *got = malloc((n + 3) * sizeof *got);
+                    assert_non_null(ex);
+                    assert_non_null(want);
+                    assert_non_null(got);
+                    fill(&g, (enum vals)v, Q, bias, n, st, dim, u);
+                    br_qscan *q = NULL;
+                    assert_int_equal(br_qscan_create(Q, bias, (uint32_t)n, (uint32_t)st, &q, NULL),
+                                     BR_OK);
+                    void *work = zalloc64(br_qscan_work_bytes(q));
+                    float add = v == V_LARGE ? 3e6f : unif(&g, -2, 2);
+                    for (int how = 0; how < 4; how++) {
+                        size_t n_ex = make_exclude(&g, how, n, ex);
+                        const size_t ks[] = {1, 3, 10, n > 1 ? n - 1 : 1, n, n + 3};
+                        for (size_t ki = 0; ki < 6; ki++)
+                            for (size_t ti = 0; ti < nt; ti++) {
+                                size_t k = ks[ki], m = 0;
+                                t[ti]->score(u, Q, n, st, bias, add, sc);
+                                size_t wn = br_topk(sc, n, n_ex ? ex : NULL, n_ex, k, want);
+                                assert_int_equal(br_qscan_topk(q, t[ti], u, add,
+                                                               n_ex ? ex : NULL, n_ex, k, work,
+                                                               got, &m),
+                                                 BR_OK);
+                                snprintf(what, sizeof what,
+                                         "%s: n=%zu dim=%zu %s%s excl=%d k=%zu", t[ti]->name,
+                                         n, dim, vals_name[v], with_bias ? " +bias" : "", how,
+                                         k);
+                                if (m != wn) {
+                                    print_error("%s: %zu results, expected %zu\n", what, m, wn);
+                                    fail();
+                                }
+                                for (size_t i = 0; i < wn; i++)
+                                    if (got[i].idx != want[i].idx ||
+                                        memcmp(&got[i].score, &want[i].score, 4) != 0) {
+                                        print_error("%s: rank %zu is (%u, %.9g), expected "
+                                                    "(%u, %.9g)\n",
+                                                    what, i, got[i].idx, (double)got[i].score,
+                                                    want[i].idx, (double)want[i].score);
+                                        fail();
+                                    }
+                            }
+                    }
+                    br_qscan_free(q);
+                    free(work);
+                    free(Q);
+                    free(bias);
+                    free(u);
+                    free(sc);
+                    free(ex);
+                    free(want);
+                    free(got);
+                }
+}
+
+/* Two books whose quantised scores put A first while B's exact score is
+ * higher, by as much as the rounding of the books' values allows: every
+ * coordinate of B sits 0.499 of a step above the grid, where the reader's
+ * weights are large, and A is three steps ahead on the grid. Only the
+ * bound's term for the books' rounding (ce) lets B be scored exactly: drop
+ * it and this test fails. */
+static void test_adversarial_rounding(void **state)
+{
+    (void)state;
+    const size_t st = 32, n = 40;
+    float *Q = zalloc64(n * st * 4), *u = zalloc64(st * 4);
+    u[0] = 1.0f;
+    for (size_t i = 1; i < st; i++)
+        u[i] = (40.0f + 0.499f) / 63.0f;
+    float *A = Q, *B = Q + st;
+    A[0] = B[0] = 1.0f;
+    for (size_t i = 1; i < st; i++) {
+        A[i] = (i <= 3 ? 61.0f : 60.0f) / 127.0f;
+        B[i] = (60.0f + 0.499f) / 127.0f;
+    }
+    for (size_t b = 2; b < n; b++)   /* far below */
+        for (size_t i = 0; i < st; i++)
+            Q[b * st + i] = -0.01f * (float)(b + i);
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_qscan *q = NULL;
+    assert_int_equal(br_qscan_create(Q, NULL, n, st, &q, NULL), BR_OK);
+    void *work = zalloc64(br_qscan_work_bytes(q));
+    for (size_t ti = 0; ti < nt; ti++) {
+        float sa, sb;
+        t[ti]->score(u, A, 1, st, NULL, 0.0f, &sa);
+        t[ti]->score(u, B, 1, st, NULL, 0.0f, &sb);
+        assert_true(sb > sa);   /* the premise */
+        br_scored out[2];
+        size_t m = 0;
+        assert_int_equal(br_qscan_topk(q, t[ti], u, 0.0f, NULL, 0, 1, work, out, &m), BR_OK);
+        assert_int_equal(m, 1);
+        assert_int_equal(out[0].idx, 1);
+        assert_memory_equal(&out[0].score, &sb, 4);
+    }
+    br_qscan_free(q);
+    free(work);
+    free(Q);
+    free(u);
+}
+
+static void test_refuses_what_it_cannot_bound(void **state)
+{
+    (void)state;
+    const size_t n = 20, st = 8;
+    float *Q = zalloc64(n * st * 4), *bias = zalloc64(n * 4), *u = zalloc64(st * 4);
+    for (size_t i = 0; i < n * st; i++)
+        Q[i] = 0.25f;
+    br_qscan *q = NULL;
+    const float bad[] = {NAN, INFINITY, -INFINITY, 2e15f};
+    for (size_t i = 0; i < 4; i++) {
+        Q[37] = bad[i];
+        assert_int_equal(br_qscan_create(Q, bias, n, st, &q, NULL), BR_ERR_UNSUPPORTED);
+        assert_null(q);
+        Q[37] = 0.25f;
+        bias[3] = bad[i];
+        assert_int_equal(br_qscan_create(Q, bias, n, st, &q, NULL), BR_ERR_UNSUPPORTED);
+        bias[3] = 0.0f;
+    }
+    assert_int_equal(br_qscan_create(Q, bias, n, 12, &q, NULL), BR_ERR_ARG);   /* stride */
+    assert_int_equal(br_qscan_create(Q, bias, n, st, &q, NULL), BR_OK);
+    void *work = zalloc64(br_qscan_work_bytes(q));
+    br_scored out[4];
+    size_t m = 99;
+    for (size_t i = 0; i < 4; i++) {
+        u[2] = bad[i];
+        assert_int_equal(br_qscan_topk(q, br_kernels_get(), u, 0.0f, NULL, 0, 4, work, out, &m),
+                         BR_ERR_UNSUPPORTED);
+        assert_int_equal(m, 0);
+        u[2] = 0.0f;
+        assert_int_equal(br_qscan_topk(q, br_kernels_get(), u, bad[i], NULL, 0, 4, work, out, &m),
+                         BR_ERR_UNSUPPORTED);
+    }
+    assert_int_equal(br_qscan_topk(q, br_kernels_get(), u, 0.0f, NULL, 0, 4, work, out, &m),
+                     BR_OK);
+    assert_int_equal(m, 4);
+    br_qscan_free(q);
+    br_qscan_free(NULL);
+    free(work);
+    free(Q);
+    free(bias);
+    free(u);
+}
+
+/* ---- br_topk_bounded --------------------------------------------------------------- */
+
+typedef struct exact_ctx {
+    const float *s;
+    size_t calls;
+} exact_ctx;
+
+static float exact_of(void *p, uint32_t i)
+{
+    exact_ctx *c = p;
+    c->calls++;
+    return c->s[i];
+}
+
+static void test_bounded_topk(void **state)
+{
+    (void)state;
+    br_rng g;
+    br_rng_seed(&g, 13);
+    static const size_t ns[] = {1, 15, 16, 17, 33, 1000, 4099};
+    for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+        size_t n = ns[ni], groups = (n + 15) / 16;
+        float *s = malloc(n * 4), *up = malloc(n * 4), *gm = malloc(groups * 4);
+        uint32_t *ex = malloc((2 * n + 4) * sizeof *ex);
+        br_scored *want = malloc((n + 3) * sizeof *want), *got = malloc((n + 3) * sizeof *got);
+        assert_true(s && up && gm && ex && want && got);
+        for (int rep = 0; rep < 6; rep++) {
+            for (size_t i = 0; i < n; i++) {
+                s[i] = rep == 1 ? (float)br_rng_below(&g, 4) : unif(&g, -10, 10);   /* ties */
+                up[i] = s[i] + (rep == 2 ? 0.0f : unif(&g, 0, rep == 3 ? 5.0f : 0.1f));
+            }
+            for (size_t gi = 0; gi < groups; gi++) {
+                gm[gi] = -INFINITY;
+                for (size_t i = gi * 16; i < n && i < gi * 16 + 16; i++)
+                    gm[gi] = up[i] > gm[gi] ? up[i] : gm[gi];
+            }
+            for (int how = 0; how < 4; how++) {
+                size_t n_ex = make_exclude(&g, how, n, ex);
+                const size_t ks[] = {1, 2, 10, n, n + 3};
+                for (size_t ki = 0; ki < 5; ki++) {
+                    size_t k = ks[ki];
+                    size_t wn = br_topk(s, n, n_ex ? ex : NULL, n_ex, k, want);
+                    /* floors: none, a valid one (the k-th best itself), and
+                     * -inf given as NaN */
+                    float floors[3] = {-INFINITY, wn == k && wn ? want[wn - 1].score : -INFINITY,
+                                       NAN};
+                    for (int fi = 0; fi < 3; fi++)
+                        for (int use_gm = 0; use_gm < 2; use_gm++) {
+                            exact_ctx c = {s, 0};
+                            size_t m = br_topk_bounded(up, use_gm ? gm : NULL, floors[fi], n,
+                                                       n_ex ? ex : NULL, n_ex, k, exact_of, &c,
+                                                       got);
+                            assert_int_equal(m, wn);
+                            for (size_t i = 0; i < wn; i++) {
+                                assert_int_equal(got[i].idx, want[i].idx);
+                                assert_memory_equal(&got[i].score, &want[i].score, 4);
+                            }
+                            assert_true(c.calls <= n);
+                        }
+                }
+            }
+        }
+        free(s);
+        free(up);
+        free(gm);
+        free(ex);
+        free(want);
+        free(got);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_tables_agree),
+        cmocka_unit_test(test_topk_exact),
+        cmocka_unit_test(test_adversarial_rounding),
+        cmocka_unit_test(test_refuses_what_it_cannot_bound),
+        cmocka_unit_test(test_bounded_topk),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
