@@ -50,8 +50,13 @@ enum {
     H_SEED = 88, H_N_TRAIN = 96, H_FINGERPRINT = 104, H_CREATED = 112,
     H_GLOBAL_MEAN = 120, H_LR = 124, H_REG = 128, H_REG_BIAS = 132,
     H_TEST_RMSE = 136, H_TEST_MAE = 140,
-    H_RESERVED = 144   /* .. BR_MODEL_HEADER_SIZE: zero */
+    /* version 2: the chunk sums (see "Chunked checksums" below) */
+    H_CHUNK_SHIFT = 144, H_N_CHUNKS = 148, H_CHUNKS_OFFSET = 152,
+    H_RESERVED = 160   /* .. BR_MODEL_HEADER_SIZE: zero */
 };
+
+/* Version 2 writes chunks of 2^16 bytes; readers take 2^12 .. 2^30. */
+#define BR_MODEL_CHUNK_SHIFT 16u
 
 /* Section table entry field offsets. */
 enum { E_ID = 0, E_TYPE = 4, E_OFFSET = 8, E_SIZE = 16, E_ROWS = 24, E_COLS = 32 };
@@ -65,7 +70,8 @@ enum {
     SEC_BOOK_VECS = 1, SEC_USER_VECS = 2, SEC_USER_BIAS = 3, SEC_BOOK_BIAS = 4,
     SEC_MLP = 5, SEC_BOOK_NORMS = 6, SEC_READ_PTR = 7, SEC_READ_IDX = 8,
     SEC_USER_IDS = 9, SEC_BOOK_IDS = 10, SEC_STRINGS = 11, SEC_BOOK_INFO = 12,
-    SEC__LAST = 12
+    SEC_CHUNK_SUMS = 13,
+    SEC__LAST = 13
 };
 
 /* Element types. */
@@ -78,6 +84,7 @@ static const char *const sec_name[SEC__LAST + 1] = {
     [SEC_READ_PTR] = "read_ptr", [SEC_READ_IDX] = "read_idx",
     [SEC_USER_IDS] = "user_ids", [SEC_BOOK_IDS] = "book_ids",
     [SEC_STRINGS] = "strings", [SEC_BOOK_INFO] = "book_info",
+    [SEC_CHUNK_SUMS] = "chunk_sums",
 };
 
 static const uint32_t sec_type[SEC__LAST + 1] = {
@@ -85,6 +92,7 @@ static const uint32_t sec_type[SEC__LAST + 1] = {
     [SEC_BOOK_BIAS] = T_F32, [SEC_MLP] = T_F32, [SEC_BOOK_NORMS] = T_F32,
     [SEC_READ_PTR] = T_U64, [SEC_READ_IDX] = T_U32, [SEC_USER_IDS] = T_U32,
     [SEC_BOOK_IDS] = T_U32, [SEC_STRINGS] = T_U8, [SEC_BOOK_INFO] = T_BOOK_REC,
+    [SEC_CHUNK_SUMS] = T_U64,
 };
 
 static uint64_t type_size(uint32_t t)
@@ -258,22 +266,47 @@ uint64_t br_hash64(const void *data, size_t len, uint64_t seed)
     return h_finish(h, p + nstripes * 32, len % 32);
 }
 
-/* The file checksum: br_hash64(file, len, 0) with the checksum field read as
- * zero, computed without copying the file (the header, a multiple of 32
- * bytes, is hashed from a patched copy). len >= BR_MODEL_HEADER_SIZE. */
-static uint64_t model_file_hash(const uint8_t *file, size_t len)
+/* br_hash64(a || b, |a| + |b|, seed), the first part a header copy with its
+ * checksum field zeroed (the header is whole stripes, so b continues the
+ * stripes). Computed without joining the two. */
+static uint64_t hash_header_and(const uint8_t *file, const uint8_t *b, size_t blen,
+                                uint64_t seed)
 {
     _Static_assert(BR_MODEL_HEADER_SIZE % 32 == 0, "header must be whole stripes");
     uint8_t hdr[BR_MODEL_HEADER_SIZE];
     memcpy(hdr, file, sizeof hdr);
     memset(hdr + H_CHECKSUM, 0, 8);
     uint64_t v[4];
-    h_init(v, 0);
+    h_init(v, seed);
     h_stripes(v, hdr, sizeof hdr / 32);
-    size_t rest = len - sizeof hdr;
-    h_stripes(v, file + sizeof hdr, rest / 32);
-    uint64_t h = h_merge(v) + (uint64_t)len;
-    return h_finish(h, file + sizeof hdr + rest / 32 * 32, rest % 32);
+    h_stripes(v, b, blen / 32);
+    uint64_t h = h_merge(v) + (uint64_t)(sizeof hdr + blen);
+    return h_finish(h, b + blen / 32 * 32, blen % 32);
+}
+
+/* Version 1's checksum: br_hash64(file, len, 0) with the checksum field read
+ * as zero. len >= BR_MODEL_HEADER_SIZE. */
+static uint64_t model_file_hash(const uint8_t *file, size_t len)
+{
+    return hash_header_and(file, file + BR_MODEL_HEADER_SIZE, len - BR_MODEL_HEADER_SIZE, 0);
+}
+
+/* Chunked checksums (version 2). The bytes before the chunk_sums section
+ * (the last thing in the file, at H_CHUNKS_OFFSET) are cut into chunks of
+ * 2^shift bytes; chunk i's sum is br_hash64 of its bytes (the checksum field
+ * read as zero) with seed i. The header's checksum is br_hash64 of the
+ * header (checksum field zero) followed by the chunk sums. So the header and
+ * the sums are checked together, and each chunk on its own: a reader can
+ * check what it touches when it touches it (br_model_open_flags,
+ * BR_MODEL_OPEN_LAZY). */
+static uint64_t chunk_hash(const uint8_t *file, uint64_t covered, unsigned shift, uint64_t i)
+{
+    uint64_t lo = i << shift, hi = lo + (1ull << shift);
+    if (hi > covered)
+        hi = covered;
+    if (i == 0)
+        return hash_header_and(file, file + BR_MODEL_HEADER_SIZE, hi - BR_MODEL_HEADER_SIZE, 0);
+    return br_hash64(file + lo, hi - lo, i);
 }
 
 /* ---- writer --------------------------------------------------------------- */
@@ -550,6 +583,7 @@ br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_
         ADD_SEC(SEC_STRINGS, st.len, 1);
         ADD_SEC(SEC_BOOK_INFO, mt.n_books, 1);
     }
+    ADD_SEC(SEC_CHUNK_SUMS, 0, 1);   /* sized below, once its offset is known */
 #undef ADD_SEC
 
     uint64_t pos = align_up(BR_MODEL_HEADER_SIZE + (uint64_t)ns * BR_MODEL_ENTRY_SIZE, BR_MODEL_ALIGN);
@@ -566,6 +600,13 @@ br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_
         sec[i].offset = pos;
         pos = align_up(file_size, BR_MODEL_ALIGN);
     }
+
+    /* Last, the chunk sums over everything before them (version 2). */
+    uint64_t cs_off = sec[ns - 1].offset, n_chunks = (cs_off + (1ull << BR_MODEL_CHUNK_SHIFT) - 1)
+                                                     >> BR_MODEL_CHUNK_SHIFT;
+    sec[ns - 1].rows = n_chunks;
+    sec[ns - 1].size = n_chunks * 8;
+    file_size = cs_off + n_chunks * 8;
 
     /* 64-byte aligned so br_model_open_buffer can use it in place; zeroed so
      * reserved bytes, padding and gaps are zero. */
@@ -603,6 +644,9 @@ br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_
     wrf32(out + H_REG_BIAS, mt.reg_bias);
     wrf32(out + H_TEST_RMSE, mt.test_rmse);
     wrf32(out + H_TEST_MAE, mt.test_mae);
+    wr32(out + H_CHUNK_SHIFT, BR_MODEL_CHUNK_SHIFT);
+    wr32(out + H_N_CHUNKS, (uint32_t)n_chunks);
+    wr64(out + H_CHUNKS_OFFSET, cs_off);
 
     for (unsigned i = 0; i < ns; i++) {
         uint8_t *ent = out + BR_MODEL_HEADER_SIZE + (size_t)i * BR_MODEL_ENTRY_SIZE;
@@ -669,7 +713,9 @@ br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_
     free(recs);
     free(st.buf);
 
-    wr64(out + H_CHECKSUM, br_hash64(out, (size_t)file_size, 0));
+    for (uint64_t i = 0; i < n_chunks; i++)
+        wr64(out + cs_off + i * 8, chunk_hash(out, cs_off, BR_MODEL_CHUNK_SHIFT, i));
+    wr64(out + H_CHECKSUM, hash_header_and(out, out + cs_off, n_chunks * 8, 0));
     *buf = out;
     *len = (size_t)file_size;
     return BR_OK;
@@ -722,6 +768,13 @@ struct br_model {
     uint64_t strings_len;
     const uint8_t *book_info;
     int64_t user_dense_base, book_dense_base; /* first id if ids are contiguous, else -1 */
+    uint64_t read_nnz;
+    /* version 2 */
+    uint32_t version, chunk_shift;
+    uint64_t n_chunks, chunks_off;   /* chunk sums: n_chunks u64 at chunks_off */
+    int lazy;                        /* user rows and read lists checked on first use */
+    uint64_t *chunk_ok;              /* lazy: bit i set once chunk i matched (atomic) */
+    char *name;                      /* for messages of the lazy checks */
 };
 
 static const char *sname(uint32_t id) { return id >= 1 && id <= SEC__LAST ? sec_name[id] : "unknown"; }
@@ -765,11 +818,65 @@ static br_err check_header(const uint8_t *p, size_t len, const char *name, br_di
     if (fsize < len)
         return CORRUPT("%s: file is %zu bytes but its header says %llu (trailing data)", name,
                        len, (unsigned long long)fsize);
-    uint64_t want = rd64(p + H_CHECKSUM), got = model_file_hash(p, len);
+    uint64_t want = rd64(p + H_CHECKSUM), got;
+    if (version == 1) {
+        got = model_file_hash(p, len);
+    } else {
+        /* version 2: the header with the chunk sums; the chunks themselves
+         * are checked by model_validate (chunk 0 first: it holds the table) */
+        uint32_t shift = rd32(p + H_CHUNK_SHIFT);
+        uint64_t n = rd32(p + H_N_CHUNKS), off = rd64(p + H_CHUNKS_OFFSET);
+        if (shift < 12 || shift > 30)
+            return CORRUPT("%s: chunk size 2^%u is outside 2^12..2^30", name, shift);
+        if (off < BR_MODEL_HEADER_SIZE || off % BR_MODEL_ALIGN != 0 || off > len ||
+            n != ((off + (1ull << shift) - 1) >> shift) || (len - off) / 8 != n ||
+            (len - off) % 8 != 0)
+            return CORRUPT("%s: chunk sums (%llu at %llu, chunks of 2^%u bytes) do not fit "
+                           "a %zu-byte file", name, (unsigned long long)n,
+                           (unsigned long long)off, shift, len);
+        got = hash_header_and(p, p + off, (size_t)n * 8, 0);
+    }
     if (want != got)
         return br_fail(diag, BR_ERR_MODEL_CHECKSUM,
                        "%s: checksum mismatch (stored %016llx, computed %016llx)", name,
                        (unsigned long long)want, (unsigned long long)got);
+    return BR_OK;
+}
+
+/* Version 2: checks chunk i against its stored sum (once: the bit in
+ * chunk_ok, if there is one, records a match). */
+static br_err check_chunk(const br_model *m, const uint8_t *p, uint64_t i, const char *name,
+                          br_diag *diag)
+{
+    uint64_t *word = m->chunk_ok ? &m->chunk_ok[i / 64] : NULL, bit = 1ull << (i % 64);
+    if (word && (__atomic_load_n(word, __ATOMIC_ACQUIRE) & bit))
+        return BR_OK;
+    uint64_t want = rd64(p + m->chunks_off + i * 8);
+    if (chunk_hash(p, m->chunks_off, m->chunk_shift, i) != want) {
+        uint64_t lo = i << m->chunk_shift, hi = lo + (1ull << m->chunk_shift);
+        return br_fail(diag, BR_ERR_MODEL_CHECKSUM,
+                       "%s: checksum mismatch in bytes %llu..%llu (chunk %llu): the file is "
+                       "damaged",
+                       name, (unsigned long long)lo,
+                       (unsigned long long)(hi < m->chunks_off ? hi : m->chunks_off) - 1,
+                       (unsigned long long)i);
+    }
+    if (word)
+        __atomic_fetch_or(word, bit, __ATOMIC_ACQ_REL);
+    return BR_OK;
+}
+
+/* Version 2: checks the chunks holding bytes [off, off + n) of the file. */
+static br_err check_range(const br_model *m, uint64_t off, uint64_t n, const char *name,
+                          br_diag *diag)
+{
+    if (n == 0)
+        return BR_OK;
+    for (uint64_t i = off >> m->chunk_shift; i <= (off + n - 1) >> m->chunk_shift; i++) {
+        br_err e = check_chunk(m, m->base, i, name, diag);
+        if (e)
+            return e;
+    }
     return BR_OK;
 }
 
@@ -895,6 +1002,7 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
     need[SEC_USER_BIAS] = need[SEC_BOOK_BIAS] = mt->kind == BR_MODEL_BIASED;
     need[SEC_MLP] = mt->kind == BR_MODEL_MLP;
     need[SEC_STRINGS] = need[SEC_BOOK_INFO] = 2;
+    need[SEC_CHUNK_SUMS] = m->version >= 2;
     for (uint32_t id = 1; id <= SEC__LAST; id++) {
         if (need[id] == 1 && found[id] < 0)
             return CORRUPT("%s: required section %u (%s) is missing", name, id, sname(id));
@@ -915,7 +1023,7 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
         {SEC_MLP, 1, mlp_n},                      {SEC_BOOK_NORMS, mt->n_books, 1},
         {SEC_READ_PTR, (uint64_t)mt->n_users + 1, 1},
         {SEC_USER_IDS, mt->n_users, 1},           {SEC_BOOK_IDS, mt->n_books, 1},
-        {SEC_BOOK_INFO, mt->n_books, 1},
+        {SEC_BOOK_INFO, mt->n_books, 1},          {SEC_CHUNK_SUMS, m->n_chunks, 1},
     };
     for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
         int k = found[shape[i].id];
@@ -933,6 +1041,11 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
                        (unsigned long long)ri->cols);
     if (found[SEC_STRINGS] >= 0 && (ent[found[SEC_STRINGS]].cols != 1 || ent[found[SEC_STRINGS]].rows == 0))
         return CORRUPT("%s: section strings must be a non-empty column of bytes", name);
+    if (found[SEC_CHUNK_SUMS] >= 0 && ent[found[SEC_CHUNK_SUMS]].offset != m->chunks_off)
+        return CORRUPT("%s: section chunk_sums is at %llu but the header says %llu", name,
+                       (unsigned long long)ent[found[SEC_CHUNK_SUMS]].offset,
+                       (unsigned long long)m->chunks_off);
+    m->read_nnz = ri->rows;
 
     /* All sizes agree: set the pointers (aligned: base is, offsets are). */
 #define PTR(ID) (found[ID] >= 0 ? (const void *)(p + ent[found[ID]].offset) : NULL)
@@ -951,9 +1064,40 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
     m->book_info = PTR(SEC_BOOK_INFO);
 #undef PTR
 
-    /* Contents whose violation would make accessors misbehave. Native loads
-     * are fine from here on: the byte-order check passed. */
-    uint64_t nnz = ri->rows;
+    return BR_OK;
+}
+
+/* User u's read list (ascending, below n_books) and vector padding: checked
+ * for every user at open, or for one user at a time by br_model_check_user
+ * on a lazily opened model. read_ptr is checked already. */
+static br_err check_user_content(const br_model *m, uint32_t u, const char *name, br_diag *diag)
+{
+    const br_model_meta *mt = &m->meta;
+    const uint32_t *r = m->read_idx + m->read_ptr[u];
+    uint64_t n = m->read_ptr[u + 1] - m->read_ptr[u];
+    for (uint64_t k = 0; k < n; k++) {
+        if (r[k] >= mt->n_books)
+            return CORRUPT("%s: user index %u read book index %u >= %u books", name, u, r[k],
+                           mt->n_books);
+        if (k > 0 && r[k] <= r[k - 1])
+            return CORRUPT("%s: user index %u read books are not strictly ascending", name, u);
+    }
+    for (uint32_t c = mt->dim; c < mt->stride; c++) {
+        uint32_t bits;
+        memcpy(&bits, &m->user_vecs[(uint64_t)u * mt->stride + c], 4);
+        if (bits != 0)
+            return CORRUPT("%s: user row %u has non-zero padding", name, u);
+    }
+    return BR_OK;
+}
+
+/* Contents whose violation would make accessors misbehave, but for the
+ * users' rows and read lists (check_user_content). Native loads are fine
+ * from here on: the byte-order check passed. */
+static br_err check_contents(br_model *m, const char *name, br_diag *diag)
+{
+    const br_model_meta *mt = &m->meta;
+    uint64_t nnz = m->read_nnz;
     const uint64_t *ptr = m->read_ptr;
     if (ptr[0] != 0)
         return CORRUPT("%s: read_ptr[0] is %llu, not 0", name, (unsigned long long)ptr[0]);
@@ -964,17 +1108,6 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
     if (ptr[mt->n_users] != nnz)
         return CORRUPT("%s: read_ptr ends at %llu but read_idx holds %llu entries", name,
                        (unsigned long long)ptr[mt->n_users], (unsigned long long)nnz);
-    for (uint32_t u = 0; u < mt->n_users; u++) {
-        const uint32_t *r = m->read_idx + ptr[u];
-        uint64_t n = ptr[u + 1] - ptr[u];
-        for (uint64_t k = 0; k < n; k++) {
-            if (r[k] >= mt->n_books)
-                return CORRUPT("%s: user index %u read book index %u >= %u books", name, u, r[k],
-                               mt->n_books);
-            if (k > 0 && r[k] <= r[k - 1])
-                return CORRUPT("%s: user index %u read books are not strictly ascending", name, u);
-        }
-    }
     for (uint32_t i = 1; i < mt->n_users; i++)
         if (m->user_ids[i] <= m->user_ids[i - 1])
             return CORRUPT("%s: user ids not strictly ascending at index %u", name, i);
@@ -982,19 +1115,14 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
         if (m->book_ids[i] <= m->book_ids[i - 1])
             return CORRUPT("%s: book ids not strictly ascending at index %u", name, i);
     /* SIMD kernels read whole rows: the padding must really be zero. */
-    if (mt->stride > mt->dim) {
-        const float *vs[2] = {m->book_vecs, m->user_vecs};
-        uint32_t nr[2] = {mt->n_books, mt->n_users};
-        for (int w = 0; w < 2; w++)
-            for (uint64_t r = 0; r < nr[w]; r++)
-                for (uint32_t c = mt->dim; c < mt->stride; c++) {
-                    uint32_t bits;
-                    memcpy(&bits, &vs[w][r * mt->stride + c], 4);
-                    if (bits != 0)
-                        return CORRUPT("%s: %s row %llu has non-zero padding", name,
-                                       w ? "user" : "book", (unsigned long long)r);
-                }
-    }
+    for (uint64_t r = 0; r < mt->n_books && mt->stride > mt->dim; r++)
+        for (uint32_t c = mt->dim; c < mt->stride; c++) {
+            uint32_t bits;
+            memcpy(&bits, &m->book_vecs[r * mt->stride + c], 4);
+            if (bits != 0)
+                return CORRUPT("%s: book row %llu has non-zero padding", name,
+                               (unsigned long long)r);
+        }
     if (m->book_info) {
         if (m->strings[m->strings_len - 1] != '\0')
             return CORRUPT("%s: string table is not NUL-terminated", name);
@@ -1007,6 +1135,12 @@ static br_err check_sections(br_model *m, const uint8_t *p, size_t len, const ch
                                    name, b, offs[k], (unsigned long long)m->strings_len);
         }
     }
+    if (!m->lazy)
+        for (uint32_t u = 0; u < mt->n_users; u++) {
+            br_err e = check_user_content(m, u, name, diag);
+            if (e)
+                return e;
+        }
     return BR_OK;
 }
 
@@ -1016,26 +1150,104 @@ static int64_t dense_base(const uint32_t *ids, uint32_t n)
     return (uint64_t)ids[n - 1] - ids[0] == (uint64_t)n - 1 ? (int64_t)ids[0] : -1;
 }
 
-/* Validates p[0..len) (64-byte aligned) and fills m. */
+/* 1 if chunk i lies wholly inside the user vectors or the read lists (the
+ * parts a lazy open leaves to br_model_check_user). */
+static int chunk_is_lazy(const br_model *m, uint64_t i)
+{
+    uint64_t lo = i << m->chunk_shift, hi = lo + (1ull << m->chunk_shift);
+    if (hi > m->chunks_off)
+        hi = m->chunks_off;
+    uint64_t uv = (uint64_t)((const uint8_t *)m->user_vecs - m->base),
+             uv_end = uv + (uint64_t)m->meta.n_users * m->meta.stride * 4;
+    uint64_t ri = (uint64_t)((const uint8_t *)m->read_idx - m->base), ri_end = ri + m->read_nnz * 4;
+    return (lo >= uv && hi <= uv_end) || (lo >= ri && hi <= ri_end);
+}
+
+/* Validates p[0..len) (64-byte aligned) and fills m. With m->lazy (version
+ * 2 files only), the chunks wholly inside the user vectors and read lists
+ * and the users' contents are left for br_model_check_user. */
 static br_err model_validate(br_model *m, const uint8_t *p, size_t len, const char *name,
                              br_diag *diag)
 {
     br_err e = check_header(p, len, name, diag);
     if (e)
         return e;
+    m->base = p;
+    m->len = len;
+    m->version = rd32(p + H_VERSION);
+    if (m->version >= 2) {
+        m->chunk_shift = rd32(p + H_CHUNK_SHIFT);
+        m->n_chunks = rd32(p + H_N_CHUNKS);
+        m->chunks_off = rd64(p + H_CHUNKS_OFFSET);
+        /* chunk 0 holds the header and the section table */
+        if ((e = check_chunk(m, p, 0, name, diag)))
+            return e;
+    } else {
+        m->lazy = 0;
+    }
     if ((e = check_meta(&m->meta, p, name, diag)))
         return e;
     if ((e = check_sections(m, p, len, name, diag)))
         return e;
-    m->base = p;
-    m->len = len;
+    if (m->version >= 2) {
+        if (m->lazy && !(m->chunk_ok = calloc((m->n_chunks + 63) / 64, sizeof *m->chunk_ok)))
+            return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+        for (uint64_t i = 1; i < m->n_chunks; i++)
+            if (!(m->lazy && chunk_is_lazy(m, i)) && (e = check_chunk(m, p, i, name, diag)))
+                return e;
+    }
+    if ((e = check_contents(m, name, diag)))
+        return e;
     m->checksum = rd64(p + H_CHECKSUM);
     m->user_dense_base = dense_base(m->user_ids, m->meta.n_users);
     m->book_dense_base = dense_base(m->book_ids, m->meta.n_books);
     return BR_OK;
 }
 
+br_err br_model_check_user(const br_model *m, uint32_t u, br_diag *diag)
+{
+    if (!m)
+        return br_fail(diag, BR_ERR_ARG, "NULL model");
+    if (u >= m->meta.n_users)
+        return br_fail(diag, BR_ERR_RANGE, "user index %u is out of range (%u users)", u,
+                       m->meta.n_users);
+    if (!m->lazy)
+        return BR_OK;
+    const char *name = m->name ? m->name : "model";
+    uint64_t row = (uint64_t)m->meta.stride * 4;
+    uint64_t uv = (uint64_t)((const uint8_t *)m->user_vecs - m->base);
+    uint64_t ri = (uint64_t)((const uint8_t *)m->read_idx - m->base);
+    br_err e = check_range(m, uv + u * row, row, name, diag);
+    if (!e)
+        e = check_range(m, ri + m->read_ptr[u] * 4, (m->read_ptr[u + 1] - m->read_ptr[u]) * 4,
+                        name, diag);
+    if (!e)
+        e = check_user_content(m, u, name, diag);
+    return e;
+}
+
+br_err br_model_check_all(const br_model *m, br_diag *diag)
+{
+    if (!m)
+        return br_fail(diag, BR_ERR_ARG, "NULL model");
+    if (!m->lazy)
+        return BR_OK;
+    for (uint32_t u = 0; u < m->meta.n_users; u++) {
+        br_err e = br_model_check_user(m, u, diag);
+        if (e)
+            return e;
+    }
+    return check_range(m, 0, m->chunks_off, m->name ? m->name : "model", diag);
+}
+
+int br_model_is_lazy(const br_model *m) { return m->lazy; }
+
 br_err br_model_open(const char *path, br_model **out, br_diag *diag)
+{
+    return br_model_open_flags(path, 0, out, diag);
+}
+
+br_err br_model_open_flags(const char *path, unsigned flags, br_model **out, br_diag *diag)
 {
     if (!out)
         return br_fail(diag, BR_ERR_ARG, "NULL output pointer");
@@ -1073,26 +1285,33 @@ br_err br_model_open(const char *path, br_model **out, br_diag *diag)
             return br_fail(diag, BR_ERR_IO, "%s: read failed: %s", path, strerror(e));
         return check_header(small, (size_t)got, path, diag);
     }
-    int flags = MAP_PRIVATE;
+    int lazy = (flags & BR_MODEL_OPEN_LAZY) != 0;
+    int mflags = MAP_PRIVATE;
 #ifdef MAP_POPULATE
-    flags |= MAP_POPULATE; /* the checksum touches every page anyway: fault them in one go */
+    if (!lazy)
+        mflags |= MAP_POPULATE; /* the checksum touches every page anyway: fault them in one go */
 #endif
-    void *map = mmap(NULL, len, PROT_READ, flags, fd, 0);
+    void *map = mmap(NULL, len, PROT_READ, mflags, fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED)
         return br_fail(diag, BR_ERR_IO, "%s: cannot map: %s", path, strerror(e));
-    madvise(map, len, MADV_WILLNEED);
+    if (!lazy)
+        madvise(map, len, MADV_WILLNEED);
 
     br_model *m = calloc(1, sizeof *m);
-    if (!m) {
+    if (!m || !(m->name = strdup(path))) {
+        free(m);
         munmap(map, len);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     }
     m->map = map;
+    m->lazy = lazy;
     br_err err = model_validate(m, map, len, path, diag);
     if (err) {
         munmap(map, len);
+        free(m->chunk_ok);
+        free(m->name);
         free(m);
         return err;
     }
@@ -1127,6 +1346,7 @@ br_err br_model_open_buffer(const void *buf, size_t len, br_model **out, br_diag
     br_err e = model_validate(m, p, len, "model buffer", diag);
     if (e) {
         free(m->owned);
+        free(m->chunk_ok);
         free(m);
         return e;
     }
@@ -1141,6 +1361,8 @@ void br_model_free(br_model *m)
     if (m->map)
         munmap(m->map, m->len);
     free(m->owned);
+    free(m->chunk_ok);
+    free(m->name);
     free(m);
 }
 

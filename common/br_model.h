@@ -30,7 +30,7 @@
 #include "br_error.h"
 #include "br_books.h"
 
-#define BR_MODEL_VERSION 1         /* bumped only for structural change */
+#define BR_MODEL_VERSION 2         /* bumped only for structural change (2: chunk sums) */
 #define BR_MODEL_ALIGN 64          /* section alignment in bytes */
 #define BR_MODEL_HEADER_SIZE 256   /* fixed header size in bytes (docs/FORMAT.md) */
 
@@ -114,6 +114,28 @@ typedef struct br_model br_model;   /* opaque handle to a validated model */
  * inconsistency; the diag message names the file and the cause. */
 br_err br_model_open(const char *path, br_model **out, br_diag *diag);
 
+/* The same with flags. BR_MODEL_OPEN_LAZY (version 2 files; ignored for
+ * version 1): check at open only what every query uses (header, section
+ * table, book vectors, biases, ids, metadata: every chunk outside the user
+ * vectors and read lists) and leave each user's row and read list to
+ * br_model_check_user, so opening costs what a query touches, not the size
+ * of the file. For one-shot programs; a server opens eagerly. */
+#define BR_MODEL_OPEN_LAZY 1u
+br_err br_model_open_flags(const char *path, unsigned flags, br_model **out, br_diag *diag);
+
+/* Checks user u's vector row and read list (their chunk sums and contents)
+ * before they are used, once per chunk, thread-safe. BR_OK at once for an
+ * eagerly opened model (checked at open); BR_ERR_MODEL_CHECKSUM or
+ * BR_ERR_MODEL_CORRUPT if that part of the file is damaged; BR_ERR_RANGE if
+ * u >= n_users. */
+br_err br_model_check_user(const br_model *m, uint32_t u, br_diag *diag);
+
+/* Checks everything a lazy open left (BR_OK at once for an eager one). */
+br_err br_model_check_all(const br_model *m, br_diag *diag);
+
+/* 1 if opened with BR_MODEL_OPEN_LAZY on a version 2 file. */
+int br_model_is_lazy(const br_model *m);
+
 /* Validates a model held in memory, with the same checks. A 64-byte aligned
  * buffer is used in place and must outlive the handle; any other buffer is
  * copied into an aligned block owned by the handle. */
@@ -135,7 +157,8 @@ const uint32_t *br_model_user_ids(const br_model *m);/* external ids, ascending 
 const uint32_t *br_model_book_ids(const br_model *m);
 
 /* The books user u (internal index) rated in training, ascending internal
- * indices; NULL and *n = 0 if u >= n_users. */
+ * indices; NULL and *n = 0 if u >= n_users. On a lazily opened model, call
+ * br_model_check_user(u) first (also before reading u's vector). */
 const uint32_t *br_model_user_read(const br_model *m, uint32_t u, size_t *n);
 
 /* External id -> internal index, or -1 if the model does not know it. */

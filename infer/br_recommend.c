@@ -359,6 +359,8 @@ br_err br_rec_user_index(const br_rec *r, br_rec_scratch *s, uint32_t u, size_t 
         return br_fail(diag, BR_ERR_RANGE, "user index %u is out of range (%u users)", u,
                        r->n_users);
     br_err e = br_rec_check(r, s, k, out, n_out, diag);
+    if (!e)
+        e = br_model_check_user(r->m, u, diag);   /* a no-op unless opened lazily */
     if (e)
         return e;
     size_t n_ex = 0;
@@ -741,6 +743,9 @@ br_err br_rec_predict(const br_rec *r, uint32_t user_id, uint32_t book_id, float
             return br_fail(diag, BR_ERR_NOT_FOUND, "user %u is not in the model", user_id);
         return br_fail(diag, BR_ERR_NOT_FOUND, "book %u is not in the model", book_id);
     }
+    br_err e = br_model_check_user(r->m, (uint32_t)u, diag);   /* no-op unless lazy */
+    if (e)
+        return e;
     if (r->mlp) {
         /* The very operations of br_rec_mlp_scores (and of the trainer). */
         size_t wl = (size_t)2 * r->h1 + r->h2;

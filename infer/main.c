@@ -48,7 +48,7 @@ typedef enum out_fmt { OUT_TABLE, OUT_JSON, OUT_CSV } out_fmt;
 
 typedef struct cli {
     const char *model, *user, *similar, *read, *read_file, *users, *predict;
-    int top, threads, include_read, json, csv, quiet, help, version;
+    int top, threads, include_read, json, csv, quiet, help, version, verify;
     const char *serve, *access_log;   /* --serve and its options */
     unsigned max_k, max_conn, timeout_s, drain_s;
     uint64_t max_body, max_header;
@@ -684,6 +684,23 @@ static br_err predict_line(void *vctx, const char *s, size_t len, size_t lineno,
     return BR_OK;
 }
 
+/* --verify alone: every chunk and every structure of the file, then one
+ * line on stdout. Exit 1 for a damaged or missing model. */
+static int run_verify(const char *path)
+{
+    br_diag d;
+    br_model *m = NULL;
+    br_err e = br_model_open(path, &m, &d);
+    if (e) {
+        fprintf(stderr, PROG ": error: %s\n", br_diag_text(&d, e));
+        return 1;
+    }
+    printf("%s: ok (%zu bytes, checksum %016llx)\n", path, br_model_file_size(m),
+           (unsigned long long)br_model_checksum(m));
+    br_model_free(m);
+    return 0;
+}
+
 static int run_predict(const br_rec *rec, const char *path, int quiet)
 {
     br_diag d;
@@ -910,6 +927,8 @@ static int run(int argc, char **argv, char **args)
         {0, "users", BR_OPT_STR, &c.users, "all|A-B|FILE", "many readers, streamed as CSV"},
         {0, "predict", BR_OPT_STR, &c.predict, "FILE", "predictions for the user_id,book_id pairs of FILE"},
         {0, "serve", BR_OPT_STR, &c.serve, "[HOST:]PORT", "HTTP server (default host 127.0.0.1; docs/HTTP.md)"},
+        {0, "verify", BR_OPT_FLAG, &c.verify, NULL, "check every byte of the model (alone: only that; "
+                                                     "a single query otherwise checks what it reads)"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Options:"},
         {'m', "model", BR_OPT_STR, &c.model, "FILE", "model file (default ./bookrec.model)"},
         {'k', "top", BR_OPT_INT, &c.top, "K", "number of books (default 10)"},
@@ -951,6 +970,8 @@ static int run(int argc, char **argv, char **args)
         return br_error(2, "unexpected argument '%s' (see --help)", argv[1]);
     int modes = !!c.user + !!c.similar + !!(c.read || c.read_file) + !!c.users + !!c.predict +
                 !!c.serve;
+    if (modes == 0 && c.verify)
+        return run_verify(c.model);
     if (c.read && c.read_file)
         return br_error(2, "give --read or --read-file, not both");
     if (modes == 0)
@@ -1002,7 +1023,10 @@ static int run(int argc, char **argv, char **args)
     br_rec_item *items = NULL;
     user_set us = {0};
     int rc = 1;
-    e = br_model_open(c.model, &m, &d);
+    /* One query touches one reader: open lazily (each reader's row and read
+     * list are checked when used); --users and --predict check it all. */
+    e = br_model_open_flags(c.model, c.users || c.predict || c.verify ? 0 : BR_MODEL_OPEN_LAZY,
+                            &m, &d);
     if (e) {
         fprintf(stderr, PROG ": error: %s\n", br_diag_text(&d, e));
         if (e == BR_ERR_NOT_FOUND)

@@ -81,7 +81,7 @@ static const struct bad_case {
     {"model_trailing.bin", L_MODEL, BR_ERR_MODEL_CORRUPT, 0, "trailing data"},
     {"model_flipped.bin", L_MODEL, BR_ERR_MODEL_CHECKSUM, 0, "checksum mismatch"},
     {"model_newer_version.bin", L_MODEL, BR_ERR_MODEL_VERSION, 0,
-     "model format version 7 is newer than this program supports (1)"},
+     "model format version 7 is newer than this program supports (2)"},
     {"model_wrong_endian.bin", L_MODEL, BR_ERR_MODEL_ENDIAN, 0, "byte order"},
     {"model_misaligned_section.bin", L_MODEL, BR_ERR_MODEL_CORRUPT, 0, "not a multiple of 64"},
     {"model_section_past_end.bin", L_MODEL, BR_ERR_MODEL_CORRUPT, 0, "past the end of the file"},

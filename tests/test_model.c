@@ -57,11 +57,47 @@ static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
-/* Recomputes the checksum field after a deliberate patch. */
+#define OFF_CHUNK_SHIFT 144
+#define OFF_N_CHUNKS 148
+#define OFF_CHUNKS 152
+
+/* The header checksum of a version 2 file, written from docs/FORMAT.md:
+ * br_hash64 of the header (checksum field zero) followed by the chunk sums. */
+static uint64_t v2_header_sum(const uint8_t *buf, uint64_t off, uint64_t n)
+{
+    uint8_t *cat = malloc(256 + n * 8);
+    assert_non_null(cat);
+    memcpy(cat, buf, 256);
+    put64(cat + OFF_CHECKSUM, 0);
+    memcpy(cat + 256, buf + off, n * 8);
+    uint64_t h = br_hash64(cat, 256 + n * 8, 0);
+    free(cat);
+    return h;
+}
+
+/* Recomputes the checksums after a deliberate patch, from the spec: for
+ * version 2, each chunk's sum (br_hash64 of its bytes, the checksum field
+ * zero, seed = the chunk's number), then the header's; for version 1, the
+ * whole file's. Header fields the patch made unusable are left (the reader
+ * refuses the file for them). */
 static void fix_checksum(uint8_t *buf, size_t len)
 {
     put64(buf + OFF_CHECKSUM, 0);
-    put64(buf + OFF_CHECKSUM, br_hash64(buf, len, 0));
+    uint32_t shift = get32(buf + OFF_CHUNK_SHIFT);
+    uint64_t n = get32(buf + OFF_N_CHUNKS), off = get64(buf + OFF_CHUNKS);
+    if (get32(buf + OFF_VERSION) < 2 || shift < 12 || shift > 30 || off > len ||
+        n > (len - off) / 8) {
+        put64(buf + OFF_CHECKSUM, br_hash64(buf, len, 0));
+        return;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t lo = i << shift, hi = lo + (1ull << shift);
+        if (lo > off)
+            break;
+        hi = hi < off ? hi : off;
+        put64(buf + off + i * 8, br_hash64(buf + lo, hi - lo, i));
+    }
+    put64(buf + OFF_CHECKSUM, v2_header_sum(buf, off, n));
 }
 
 /* Entry of section `id` in the table, or NULL. */
@@ -349,7 +385,8 @@ static void round_trip(br_model_kind kind, int with_books)
     assert_int_equal(get32(buf + OFF_HEADER_SIZE), BR_MODEL_HEADER_SIZE);
     assert_int_equal(get32(buf + OFF_KIND), kind);
     assert_int_equal(get32(buf + OFF_STRIDE), 8);
-    for (size_t i = 144; i < BR_MODEL_HEADER_SIZE; i++)
+    assert_int_equal(get32(buf + OFF_CHUNK_SHIFT), 16);
+    for (size_t i = 160; i < BR_MODEL_HEADER_SIZE; i++)
         assert_int_equal(buf[i], 0);
     assert_int_equal(find_entry(buf, S_STRINGS) != NULL, with_books);
 
@@ -373,10 +410,19 @@ static void round_trip(br_model_kind kind, int with_books)
         assert_string_equal(e1.title, "A \"quoted\" title");
         assert_int_equal(e1.year, -500);
     }
-    /* The checksum is br_hash64 of the file with its checksum field zeroed. */
+    /* The checksums as docs/FORMAT.md says: the chunk sums last in the file,
+     * one per 64 KiB of what precedes them (the checksum field read as
+     * zero, seed = chunk number), and the header's over the header and the
+     * sums. */
+    uint64_t off = get64(buf + OFF_CHUNKS), n = get32(buf + OFF_N_CHUNKS);
+    assert_true(off % 64 == 0 && off + n * 8 == len && n == (off + 65535) / 65536);
     uint8_t *z = exact_copy(buf, len);
     put64(z + OFF_CHECKSUM, 0);
-    assert_true(br_model_checksum(m) == br_hash64(z, len, 0));
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t lo = i * 65536, hi = lo + 65536 < off ? lo + 65536 : off;
+        assert_true(get64(buf + off + i * 8) == br_hash64(z + lo, hi - lo, i));
+    }
+    assert_true(br_model_checksum(m) == v2_header_sum(buf, off, n));
     assert_true(br_model_checksum(m) == get64(buf + OFF_CHECKSUM));
     free(z);
     br_model_free(m);
@@ -418,7 +464,7 @@ static void test_round_trip_mlp_books(void **s) { (void)s; round_trip(BR_MODEL_M
 static void test_pinned_bytes(void **s)
 {
     (void)s;
-    const uint64_t want[4] = {0, 0xa8bc45505ab8fc1cull, 0x5299a6fd4ef0a025ull, 0xf42356bf1ae45414ull};
+    const uint64_t want[4] = {0, 0x18520f38602aade6ull, 0xbaa852dea12b70b1ull, 0x467035dcc942d693ull};
     int bad = 0;
     for (int k = BR_MODEL_DOT; k <= BR_MODEL_MLP; k++) {
         fixture f;
@@ -435,6 +481,162 @@ static void test_pinned_bytes(void **s)
         free(buf);
     }
     assert_int_equal(bad, 0);
+}
+
+/* A model big enough for many chunks (3,000 users x stride 16: 192 KB of
+ * user rows; 20 read books each: 240 KB of read lists). */
+static void write_big(const char *path, uint32_t nu, uint32_t nb)
+{
+    const uint32_t dim = 13, per = 20;
+    float *uv = malloc((size_t)nu * dim * 4), *bv = malloc((size_t)nb * dim * 4);
+    uint32_t *uids = malloc(nu * 4), *bids = malloc(nb * 4), *idx = malloc((size_t)nu * per * 4);
+    uint64_t *ptr = malloc(((size_t)nu + 1) * 8);
+    assert_true(uv && bv && uids && bids && idx && ptr);
+    for (size_t i = 0; i < (size_t)nu * dim; i++)
+        uv[i] = (float)(i % 97) * 0.01f - 0.4f;
+    for (size_t i = 0; i < (size_t)nb * dim; i++)
+        bv[i] = (float)(i % 89) * 0.02f - 0.8f;
+    for (uint32_t u = 0; u < nu; u++) {
+        uids[u] = 10 + 2 * u;
+        ptr[u] = (uint64_t)u * per;
+    }
+    /* ascending read lists: books u % 3, +3, +6, ... */
+    for (uint32_t u = 0; u < nu; u++)
+        for (uint32_t k = 0; k < per; k++)
+            idx[(size_t)u * per + k] = u % 3 + 3 * k;
+    ptr[nu] = (uint64_t)nu * per;
+    for (uint32_t b = 0; b < nb; b++)
+        bids[b] = b + 1;
+    br_model_data d = {0};
+    d.meta.kind = BR_MODEL_DOT;
+    d.meta.loss = BR_LOSS_BPR;
+    d.meta.optim = BR_OPTIM_SGD;
+    d.meta.dim = dim;
+    d.meta.n_users = nu;
+    d.meta.n_books = nb;
+    d.meta.created_unix = 1700000000;
+    d.user_vecs = uv;
+    d.book_vecs = bv;
+    d.src_stride = dim;
+    d.user_ids = uids;
+    d.book_ids = bids;
+    d.read_ptr = ptr;
+    d.read_idx = idx;
+    br_diag dg;
+    br_err e = br_model_save(&d, path, &dg);
+    if (e)
+        fail_msg("save: %s", br_diag_text(&dg, e));
+    free(uv);
+    free(bv);
+    free(uids);
+    free(bids);
+    free(idx);
+    free(ptr);
+}
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*len);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+static void write_all(const char *path, const uint8_t *b, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+}
+
+/* Lazy opening: the same answers as an eager open; a flipped bit in user
+ * u's row or read list passes the open but is caught by
+ * br_model_check_user(u) (and by br_model_check_all), while other users far
+ * from it still check out; a flip anywhere else is caught at open. Every
+ * flip is caught by one of them. */
+static void test_lazy_open(void **s)
+{
+    (void)s;
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/test_model_lazy.bin", BR_TEST_BINDIR);
+    snprintf(bad, sizeof bad, "%s/test_model_lazy_bad.bin", BR_TEST_BINDIR);
+    const uint32_t nu = 3000, nb = 60;
+    write_big(path, nu, nb);
+    br_model *m = NULL, *e = NULL;
+    br_diag dg;
+    assert_int_equal(br_model_open_flags(path, BR_MODEL_OPEN_LAZY, &m, &dg), BR_OK);
+    assert_int_equal(br_model_open(path, &e, &dg), BR_OK);
+    assert_true(br_model_is_lazy(m));
+    assert_false(br_model_is_lazy(e));
+    assert_true(br_model_checksum(m) == br_model_checksum(e));
+    for (uint32_t u = 0; u < nu; u += 7) {
+        assert_int_equal(br_model_check_user(m, u, &dg), BR_OK);
+        assert_int_equal(br_model_check_user(e, u, &dg), BR_OK);
+        size_t n1, n2;
+        const uint32_t *r1 = br_model_user_read(m, u, &n1), *r2 = br_model_user_read(e, u, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(r1, r2, n1 * 4);
+    }
+    assert_int_equal(br_model_check_user(m, nu, &dg), BR_ERR_RANGE);
+    assert_int_equal(br_model_check_all(m, &dg), BR_OK);
+    br_model_free(m);
+    br_model_free(e);
+
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    const uint8_t *uv_ent = find_entry(buf, S_USER_VECS), *ri_ent = find_entry(buf, S_READ_IDX);
+    uint64_t uv = get64(uv_ent + 8), ri = get64(ri_ent + 8), row = 16 * 4;
+    uint32_t victims[] = {5, 1500, 2999};
+    for (int part = 0; part < 2; part++)
+        for (size_t vi = 0; vi < 3; vi++) {
+            uint32_t u = victims[vi];
+            uint64_t at = part == 0 ? uv + u * row + 9 : ri + (uint64_t)u * 20 * 4 + 3;
+            buf[at] ^= 0x10;
+            write_all(bad, buf, len);
+            buf[at] ^= 0x10;
+            assert_int_equal(br_model_open(bad, &m, &dg), BR_ERR_MODEL_CHECKSUM);
+            br_err le = br_model_open_flags(bad, BR_MODEL_OPEN_LAZY, &m, &dg);
+            if (le != BR_OK) {
+                /* the first and last users share chunks with other sections,
+                 * which a lazy open checks at once */
+                assert_int_equal(le, BR_ERR_MODEL_CHECKSUM);
+                assert_true(vi != 1);   /* the middle one lies in a lazy chunk */
+                continue;
+            }
+            br_err ce = br_model_check_user(m, u, &dg);
+            assert_int_equal(ce, BR_ERR_MODEL_CHECKSUM);
+            assert_non_null(strstr(dg.msg, "test_model_lazy_bad.bin"));
+            assert_non_null(strstr(dg.msg, "damaged"));
+            /* a user in another chunk of the same section is fine */
+            uint32_t far = u < nu / 2 ? nu - 1 : 0;
+            assert_int_equal(br_model_check_user(m, far, &dg), BR_OK);
+            assert_int_equal(br_model_check_user(m, u, &dg), BR_ERR_MODEL_CHECKSUM);   /* again */
+            assert_int_equal(br_model_check_all(m, &dg), BR_ERR_MODEL_CHECKSUM);
+            br_model_free(m);
+        }
+    /* every 997th byte flipped: an eager open refuses it; a lazy one
+     * refuses it at open or in check_all */
+    for (size_t i = 0; i < len; i += 997) {
+        buf[i] ^= 0x01;
+        write_all(bad, buf, len);
+        buf[i] ^= 0x01;
+        assert_int_not_equal(br_model_open(bad, &m, &dg), BR_OK);
+        br_err le = br_model_open_flags(bad, BR_MODEL_OPEN_LAZY, &m, &dg);
+        if (le == BR_OK) {
+            assert_int_not_equal(br_model_check_all(m, &dg), BR_OK);
+            br_model_free(m);
+        }
+    }
+    free(buf);
+    unlink(path);
+    unlink(bad);
 }
 
 /* Books present but none of them in the model: metadata sections still
@@ -655,8 +857,12 @@ static void test_every_bit_flip(void **s)
             if (e == BR_OK)
                 fail_msg("flip of byte %zu bit %d accepted", i, bit);
             assert_null(m);
-            /* Past the fields checked before the checksum, it is the checksum that fires. */
-            if ((i >= OFF_CHECKSUM && i < OFF_HEADER_SIZE) || i >= OFF_HEADER_SIZE + 4)
+            /* Past the fields checked before the checksum, it is the checksum
+             * that fires; the chunk fields (version 2) are checked against
+             * the file's shape first. */
+            if (i >= OFF_CHUNK_SHIFT && i < OFF_CHUNKS + 8)
+                assert_true(e == BR_ERR_MODEL_CHECKSUM || e == BR_ERR_MODEL_CORRUPT);
+            else if ((i >= OFF_CHECKSUM && i < OFF_HEADER_SIZE) || i >= OFF_HEADER_SIZE + 4)
                 assert_int_equal(e, BR_ERR_MODEL_CHECKSUM);
             else if (i < 8)
                 assert_int_equal(e, BR_ERR_MODEL_MAGIC);
@@ -678,7 +884,7 @@ static void test_newer_version(void **s)
     put32(buf + OFF_VERSION, 7);
     fix_checksum(buf, len);
     expect_open_err(buf, len, BR_ERR_MODEL_VERSION,
-                    "model format version 7 is newer than this program supports (1)");
+                    "model format version 7 is newer than this program supports (2)");
     /* Even with a bad checksum, the version is reported (a newer format may
      * checksum differently). */
     buf[len - 1] ^= 1;
@@ -922,7 +1128,7 @@ static const bad_file bad_files[] = {
     {"model_trailing.bin", BR_ERR_MODEL_CORRUPT, "trailing data"},
     {"model_flipped.bin", BR_ERR_MODEL_CHECKSUM, "checksum mismatch"},
     {"model_newer_version.bin", BR_ERR_MODEL_VERSION,
-     "model format version 7 is newer than this program supports (1)"},
+     "model format version 7 is newer than this program supports (2)"},
     {"model_wrong_endian.bin", BR_ERR_MODEL_ENDIAN, "byte order"},
     {"model_misaligned_section.bin", BR_ERR_MODEL_CORRUPT, "not a multiple of 64"},
     {"model_section_past_end.bin", BR_ERR_MODEL_CORRUPT, "past the end of the file"},
@@ -1320,6 +1526,7 @@ int main(void)
         cmocka_unit_test(test_writer_validation),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_every_bit_flip),
+        cmocka_unit_test(test_lazy_open),
         cmocka_unit_test(test_newer_version),
         cmocka_unit_test(test_structural_checks),
         cmocka_unit_test(test_wrong_endian),

@@ -30,6 +30,7 @@ run() {
     return 0
 }
 err_has() { grep -q -- "$2" "$TMP/err" || fail "$1: stderr lacks '$2': $(head -c 300 "$TMP/err")"; }
+out_has() { grep -q -- "$2" "$TMP/out" || fail "$1: stdout lacks '$2': $(head -c 300 "$TMP/out")"; }
 
 "$BUILD/bookrec-train" --data "$DATA" -q -j 2 --epochs 2 --patience 0 -o "$TMP/m.model" \
     >"$TMP/train.log" 2>&1 || { cat "$TMP/train.log"; echo "FAIL: could not train a model"; exit 1; }
@@ -131,11 +132,25 @@ run "missing model" 1 -m "$TMP/nope.model" --user 1 && err_has "missing model" "
 for f in flipped truncated not_a_model empty newer_version; do
     run "bad model $f" 1 -m "$SRC/bad/model_$f.bin" --user 1 && ok "bad model $f"
 done
-# a damaged copy of the real model: one byte flipped in the middle
+# a damaged copy of the real model: one byte flipped in the middle (among
+# the readers' rows, which a single query checks only for its own reader)
 cp "$M" "$TMP/flip.model"
 size=$(stat -c %s "$TMP/flip.model")
 printf '\x55' | dd of="$TMP/flip.model" bs=1 seek=$((size / 2)) conv=notrunc status=none
-run "flipped real model" 1 -m "$TMP/flip.model" --user 1 && err_has "flipped" "checksum" && ok "flipped real model"
+run "flipped: --verify" 1 -m "$TMP/flip.model" --verify && err_has "flipped" "checksum mismatch" &&
+    ok "flipped real model: --verify"
+run "flipped: --users" 1 -m "$TMP/flip.model" --users 1-3 && err_has "flipped users" "checksum" &&
+    ok "flipped real model: --users"
+run "flipped: --user --verify" 1 -m "$TMP/flip.model" --user 1 --verify &&
+    ok "flipped real model: --user with --verify"
+run "verify good" 0 -m "$M" --verify && out_has "verify good" "ok (" && ok "verify a good model"
+# one byte flipped among the book vectors (right after the header and table):
+# every query reads them, so every query refuses the file
+cp "$M" "$TMP/flipb.model"
+printf '\x55' | dd of="$TMP/flipb.model" bs=1 seek=5000 conv=notrunc status=none
+run "flipped books" 1 -m "$TMP/flipb.model" --user 1 && err_has "flipped books" "checksum" &&
+    ok "flipped book vectors: --user refused"
+run "flipped books similar" 1 -m "$TMP/flipb.model" --similar 1 && ok "flipped book vectors: --similar refused"
 head -c $((size / 3)) "$M" >"$TMP/short.model"
 run "truncated real model" 1 -m "$TMP/short.model" --user 1 && ok "truncated real model"
 
