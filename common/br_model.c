@@ -726,6 +726,25 @@ nomem:
     return br_fail(diag, BR_ERR_NOMEM, "out of memory while building the model");
 }
 
+void br_model_reseal(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    if (len < BR_MODEL_HEADER_SIZE)
+        return;
+    wr64(p + H_FILE_SIZE, len);
+    wr64(p + H_CHECKSUM, 0);
+    uint32_t shift = rd32(p + H_CHUNK_SHIFT);
+    uint64_t n = rd32(p + H_N_CHUNKS), off = rd64(p + H_CHUNKS_OFFSET);
+    if (rd32(p + H_VERSION) < 2 || shift < 12 || shift > 30 || off < BR_MODEL_HEADER_SIZE ||
+        off > len || n > (len - off) / 8 || n != ((off + (1ull << shift) - 1) >> shift)) {
+        wr64(p + H_CHECKSUM, model_file_hash(p, len));   /* version 1's, or nothing better */
+        return;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        wr64(p + off + i * 8, chunk_hash(p, off, shift, i));
+    wr64(p + H_CHECKSUM, hash_header_and(p, p + off, (size_t)n * 8, 0));
+}
+
 br_err br_model_save(const br_model_data *d, const char *path, br_diag *diag)
 {
     if (!path)

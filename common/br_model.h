@@ -106,6 +106,11 @@ br_err br_model_save(const br_model_data *d, const char *path, br_diag *diag);
  * 64-byte aligned (so br_model_open_buffer uses it in place); free() it. */
 br_err br_model_save_buffer(const br_model_data *d, void **buf, size_t *len, br_diag *diag);
 
+/* Sets the file size field to len and recomputes every checksum of an
+ * in-memory model file (version 2 when its chunk fields are usable, else
+ * version 1's): for tools and fuzzing that edit a file on purpose. */
+void br_model_reseal(void *buf, size_t len);
+
 typedef struct br_model br_model;   /* opaque handle to a validated model */
 
 /* Maps and validates a model file (read-only, MAP_PRIVATE). Errors:
