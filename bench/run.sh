@@ -114,7 +114,7 @@ printf '| program and run | wall s | peak RSS MB |\n|---|---:|---:|\n' >"$tmp/rs
     echo
     echo "The library's path with the scalar kernels forced (\`BOOKREC_KERNEL=scalar bench-infer --user-only\`):"
     echo
-    BOOKREC_KERNEL=scalar "$b/bench-infer" --user-only --check 100 2>&1 | code
+    BOOKREC_KERNEL=scalar "$b/bench-infer" --user-only --check 100 --queries 2000 2>&1 | code
 
     section "Whole process: bookrec-infer --user 1 --top 5 against a map-only floor"
     if command -v hyperfine >/dev/null; then
