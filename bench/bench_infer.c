@@ -21,6 +21,11 @@
  * fast path are checked equal to the reference for every reader first.
  *
  *   ./build/bench-infer [-m MODEL] [--queries N] [--books N] [--dim D]
+ *                       [--check N] [--user-only]
+ *
+ * --check N compares the first N readers (default 2,000) with the reference;
+ * --user-only times br_rec_user alone (the scale study, bench/scale.sh, runs
+ * it on models with 100,000 books, where the full sorts take seconds).
  *
  * Whole-process and batch figures are measured with the programs:
  *   hyperfine -N --warmup 20 './build/bookrec-infer -m M --user 1 --top 5' './build/mapfloor M'
@@ -223,7 +228,8 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     int queries = 20000;
-    uint32_t nb = 10000, dim = 32, nu = 2000;
+    uint32_t nb = 10000, dim = 32, nu = 2000, check_max = 2000;
+    int user_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc)
             path = argv[++i];
@@ -233,8 +239,13 @@ int main(int argc, char **argv)
             nb = (uint32_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dim") && i + 1 < argc)
             dim = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--check") && i + 1 < argc)
+            check_max = (uint32_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--user-only"))
+            user_only = 1;
         else {
-            fprintf(stderr, "usage: bench-infer [-m MODEL] [--queries N] [--books N] [--dim D]\n");
+            fprintf(stderr, "usage: bench-infer [-m MODEL] [--queries N] [--books N] [--dim D] "
+                            "[--check N] [--user-only]\n");
             return 2;
         }
     }
@@ -274,8 +285,8 @@ int main(int argc, char **argv)
     br_scored *all = malloc(mt->n_books * sizeof *all), ref[10];
     br_rec_item it[10];
     double *t = malloc((size_t)queries * sizeof *t);
-    /* exactness first: every reader (up to 2,000) */
-    uint32_t check = mt->n_users < 2000 ? mt->n_users : 2000;
+    /* exactness first: every reader (up to --check) */
+    uint32_t check = mt->n_users < check_max ? mt->n_users : check_max;
     for (uint32_t u = 0; u < check; u++) {
         size_t n, rn = full_sort(br_kernels_scalar(), m, u, K, sc, all, ref);
         if ((e = br_rec_user_index(rec, s, u, K, 0, it, &n, &d)))
@@ -303,6 +314,8 @@ int main(int argc, char **argv)
     char note[160];
     snprintf(note, sizeof note, "target p50 <= 10: %s", fast <= 10 ? "met" : "MISSED");
     line("br_rec_user (heap top-k)", t, queries, note);
+    if (user_only)
+        goto done;
 
     int qs = queries / 10 < 200 ? 200 : queries / 10;   /* the slow ones, fewer times */
     for (int q = 0; q < qs; q++) {
@@ -389,9 +402,10 @@ int main(int argc, char **argv)
              mt->loss == BR_LOSS_BPR ? "bpr" : "mse", f50 <= 100 ? "met" : "MISSED");
     line("fold-in of 50 books", t, nfold, note);
     line("fold-in + top 10 (br_rec_reader)", t2, nfold, NULL);
-    printf("\n(sink %g)\n", sink);
     free(t2);
     free(vec);
+done:
+    printf("\n(sink %g)\n", sink);
     free(t);
     free(all);
     free(sc);

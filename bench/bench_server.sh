@@ -150,6 +150,7 @@ done
 wait "$WRK"
 sleep 0.5
 RSS_END=$(rss_kb)
+HWM=$(awk '/^VmHWM:/ {print $2}' "/proc/$PID/status")   # peak RSS of the whole run
 read -r l_rps l_p50 l_p99 l_non2xx l_sock <"$TMP/reload.txt"
 n_reloaded=$(grep -c "reloaded" "$TMP/server.err" || true)
 n_refused=$(grep -c "reload refused" "$TMP/server.err" || true)
@@ -178,4 +179,5 @@ echo "reload run: ${RELOAD_SECS}s, $reloads SIGHUPs ($n_reloaded reloaded, $n_re
 echo "  requests/s $l_rps, p50 $l_p50 ms, p99 $l_p99 ms"
 echo "  non-2xx answers: $l_non2xx   socket errors: $l_sock   (target 0 and 0: $([ "$l_non2xx" = 0 ] && [ "$l_sock" = 0 ] && echo met || echo MISSED))"
 echo "  RSS: $RSS_BOOT kB at boot, $RSS_START kB at start, $RSS_END kB at end ($rss_pct%; target within 10%: $(awk -v x="$rss_pct" 'BEGIN {print (x <= 10 && x >= -10) ? "met" : "MISSED"}'))"
+echo "  peak RSS of the server over every run: $HWM kB"
 echo "  exit status after SIGTERM: $rc"
