@@ -242,7 +242,7 @@ static void test_ten_megabyte_lines(void **state)
     expect("ratings 10 MB row", path, load(L_RATINGS, path, &d), &d, BR_ERR_PARSE, 3,
            "is not a number");
     /* ...which skip_bad mode skips, keeping the other two rows */
-    br_load_opts skip = {1, 0};
+    br_load_opts skip = {.skip_bad = 1};
     br_ratings *r = NULL;
     assert_int_equal(br_ratings_load(path, &skip, &r, &d), BR_OK);
     assert_int_equal(r->n, 2);
