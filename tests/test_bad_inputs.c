@@ -330,7 +330,7 @@ static int replay(const char *target, const unsigned char *p, size_t n)
     br_diag d;
     int ok = 0;
     if (strncmp(target, "fuzz_ratings", 12) == 0) {
-        br_load_opts opts[4] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+        br_load_opts opts[4] = {{.skip_bad = 0}, {.implicit = 1}, {.skip_bad = 1}, {.skip_bad = 1, .implicit = 1}};
         for (int k = 0; k < 4; k++) {
             br_ratings *r = NULL;
             br_err e = br_ratings_parse((const char *)p, n, "seed.csv", &opts[k], &r, &d);

@@ -38,6 +38,13 @@ struct br_dist {
     float *P, *bu;              /* this rank's users */
     br_dtrip *tr, *te;          /* training / test ratings grouped by book block */
     uint64_t *tr_ptr, *te_ptr;  /* nranks + 1 offsets each */
+    /* Each block's training ratings are cut into tiles of tile_u users x
+     * tile_b books (rows of both fit in a core's L2 cache together); an
+     * epoch takes the tiles in a fresh random order and shuffles inside
+     * each, so updates stay random but memory traffic stays local. */
+    uint32_t tile_u, tile_b;
+    uint64_t **tile_ptr;        /* per block: n_tiles + 1 offsets into tr[] */
+    uint32_t *n_tiles, *tile_order;
     float *blk, *rbuf;          /* held block: sz*stride book rows, then sz biases */
     uint64_t step;              /* rotations so far: held block = (rank + step) mod R */
     const br_kernels *k;
@@ -99,6 +106,11 @@ void br_dist_free(br_dist *t)
     free(t->te);
     free(t->tr_ptr);
     free(t->te_ptr);
+    for (int k = 0; t->tile_ptr && k < t->nranks; k++)
+        free(t->tile_ptr[k]);
+    free(t->tile_ptr);
+    free(t->n_tiles);
+    free(t->tile_order);
     free(t->blk);
     free(t->rbuf);
     free(t);
@@ -217,6 +229,58 @@ static br_err br_dist_group(br_dist *t, const uint8_t *fold, br_diag *diag)
     return BR_OK;
 }
 
+/* Sorts each block's training ratings into tiles (see struct br_dist). */
+static br_err br_dist_tile(br_dist *t, br_diag *diag)
+{
+    uint32_t R = (uint32_t)t->nranks, nu = t->r->n_users, maxt = 1;
+    t->tile_u = t->tile_b = 65536 / t->stride;   /* 256 KB of rows each */
+    uint32_t ug = (nu + t->tile_u - 1) / t->tile_u;
+    uint64_t maxn = 0;
+    t->tile_ptr = calloc(R, sizeof *t->tile_ptr);
+    t->n_tiles = calloc(R, sizeof *t->n_tiles);
+    if (!t->tile_ptr || !t->n_tiles)
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    for (uint32_t k = 0; k < R; k++) {
+        uint32_t bg = (br_block_sz(t, k) + t->tile_b - 1) / t->tile_b;
+        uint32_t nt = ug * bg;
+        t->n_tiles[k] = nt ? nt : 1;
+        if (t->n_tiles[k] > maxt)
+            maxt = t->n_tiles[k];
+        if (t->tr_ptr[k + 1] - t->tr_ptr[k] > maxn)
+            maxn = t->tr_ptr[k + 1] - t->tr_ptr[k];
+        t->tile_ptr[k] = calloc((size_t)t->n_tiles[k] + 1, sizeof **t->tile_ptr);
+        if (!t->tile_ptr[k])
+            return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    }
+    t->tile_order = malloc((size_t)maxt * sizeof *t->tile_order);
+    br_dtrip *tmp = malloc((maxn ? maxn : 1) * sizeof *tmp);
+    uint64_t *pos = malloc(((size_t)maxt + 1) * sizeof *pos);
+    if (!t->tile_order || !tmp || !pos) {
+        free(tmp);
+        free(pos);
+        return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    }
+    for (uint32_t k = 0; k < R; k++) {
+        uint32_t bg = (br_block_sz(t, k) + t->tile_b - 1) / t->tile_b;
+        uint64_t *tp = t->tile_ptr[k], lo = t->tr_ptr[k], hi = t->tr_ptr[k + 1];
+#define BR_TILE_OF(x) ((uint64_t)((x).user / t->tile_u) * bg + (x).slot / t->tile_b)
+        for (uint64_t i = lo; i < hi; i++)
+            tp[BR_TILE_OF(t->tr[i]) + 1]++;
+        for (uint32_t j = 0; j < t->n_tiles[k]; j++)
+            tp[j + 1] += tp[j];
+        memcpy(pos, tp, ((size_t)t->n_tiles[k] + 1) * sizeof *pos);
+        for (uint64_t i = lo; i < hi; i++)
+            tmp[pos[BR_TILE_OF(t->tr[i])]++] = t->tr[i];
+#undef BR_TILE_OF
+        memcpy(t->tr + lo, tmp, (size_t)(hi - lo) * sizeof *tmp);
+        for (uint32_t j = 0; j <= t->n_tiles[k]; j++)
+            tp[j] += lo;
+    }
+    free(tmp);
+    free(pos);
+    return BR_OK;
+}
+
 br_err br_dist_create(const br_dist_opts *o, br_dist **out, br_diag *diag)
 {
     *out = NULL;
@@ -270,6 +334,8 @@ br_err br_dist_create(const br_dist_opts *o, br_dist **out, br_diag *diag)
             br_split_hash(t->r, o->holdout, to->seed, fold, BR_FOLD_TEST);
         if (!e)
             e = br_dist_group(t, fold, diag);
+        if (!e)
+            e = br_dist_tile(t, diag);
     }
     e = br_dist_agree(t, e, diag);
     free(fold);
@@ -361,42 +427,51 @@ static void br_dist_rotate(br_dist *t, uint64_t *bytes, double *secs)
     *secs += MPI_Wtime() - c0;
 }
 
-/* Trains the held block's ratings, Hogwild over the threads; returns the
- * summed squared error (measured before each update). */
+/* Trains the held block's ratings, tile by tile in a fresh order, Hogwild
+ * over the threads; returns the summed squared error (measured before each
+ * update). */
 static double br_dist_train_block(br_dist *t, uint32_t k, uint32_t epoch, float lr)
 {
-    br_dtrip *s = t->tr + t->tr_ptr[k];
-    size_t n = t->tr_ptr[k + 1] - t->tr_ptr[k];
+    uint64_t seed = t->o.train.seed ^ ((uint64_t)epoch << 40) ^ ((uint64_t)k << 20) ^
+                    ((uint64_t)t->rank * 0x9e3779b97f4a7c15ULL) ^ 0x64736764ULL;
     br_rng g;
-    br_rng_seed(&g, t->o.train.seed ^ ((uint64_t)epoch << 40) ^ ((uint64_t)k << 20) ^
-                        ((uint64_t)t->rank * 0x9e3779b97f4a7c15ULL) ^ 0x64736764ULL);
-    for (size_t i = n; i > 1; i--) {   /* a fresh order every epoch */
-        size_t j = (size_t)(br_rng_uniform(&g) * (double)i);
-        if (j >= i)
-            j = i - 1;
-        br_dtrip x = s[i - 1];
-        s[i - 1] = s[j];
-        s[j] = x;
-    }
+    br_rng_seed(&g, seed);
+    uint32_t nt = t->n_tiles[k], *order = t->tile_order;
+    for (uint32_t j = 0; j < nt; j++)
+        order[j] = j;
+    br_rng_shuffle_u32(&g, order, nt);
+    const uint64_t *tp = t->tile_ptr[k];
     uint32_t stride = t->stride, sz = br_block_sz(t, k);
     float *Q = t->blk, *bb = t->blk + (size_t)sz * stride, *P = t->P, *bu = t->bu;
     float mean = t->mean, reg = t->o.train.reg, rb = t->o.train.reg_bias;
     int biased = t->biased;
     const br_kernels *kt = t->k;
     double acc = 0;
-    /* Hogwild: threads may update the same user or book row at once (as in
-     * br_train.c; see br_kernels.h). */
-#pragma omp parallel for num_threads(t->o.train.threads) schedule(static) reduction(+ : acc)
-    for (size_t i = 0; i < n; i++) {
-        const br_dtrip *x = &s[i];
-        float *p = P + (size_t)x->user * stride, *q = Q + (size_t)x->slot * stride;
-        float base = biased ? mean + bu[x->user] + bb[x->slot] : 0.0f;
-        float e = kt->sgd_mf(p, q, stride, base, x->rating, lr, reg);
-        if (biased) {
-            bu[x->user] += lr * (e - rb * bu[x->user]);
-            bb[x->slot] += lr * (e - rb * bb[x->slot]);
+    /* Hogwild: threads on different tiles may update the same user or book
+     * row at once (as in br_train.c; see br_kernels.h). */
+#pragma omp parallel for num_threads(t->o.train.threads) schedule(dynamic, 1) reduction(+ : acc)
+    for (uint32_t j = 0; j < nt; j++) {
+        br_dtrip *s = t->tr + tp[order[j]];
+        size_t n = tp[order[j] + 1] - tp[order[j]];
+        br_rng tg;   /* per tile, so any thread count draws the same order */
+        br_rng_seed(&tg, seed ^ (uint64_t)(order[j] + 1) * 0xbf58476d1ce4e5b9ULL);
+        for (size_t i = n; i > 1; i--) {
+            size_t m = br_rng_below(&tg, (uint32_t)i);
+            br_dtrip x = s[i - 1];
+            s[i - 1] = s[m];
+            s[m] = x;
         }
-        acc += (double)e * e;
+        for (size_t i = 0; i < n; i++) {
+            const br_dtrip *x = &s[i];
+            float *p = P + (size_t)x->user * stride, *q = Q + (size_t)x->slot * stride;
+            float base = biased ? mean + bu[x->user] + bb[x->slot] : 0.0f;
+            float e = kt->sgd_mf(p, q, stride, base, x->rating, lr, reg);
+            if (biased) {
+                bu[x->user] += lr * (e - rb * bu[x->user]);
+                bb[x->slot] += lr * (e - rb * bb[x->slot]);
+            }
+            acc += (double)e * e;
+        }
     }
     return acc;
 }
@@ -429,6 +504,14 @@ static int br_dist_finite(const float *v, size_t n)
     return ok;
 }
 
+/* CPU seconds used by this process so far (all its threads). */
+static double br_dist_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 br_err br_dist_epoch(br_dist *t, uint32_t epoch, br_dist_stats *st, br_diag *diag)
 {
     uint32_t R = (uint32_t)t->nranks, me = (uint32_t)t->rank;
@@ -436,12 +519,14 @@ br_err br_dist_epoch(br_dist *t, uint32_t epoch, br_dist_stats *st, br_diag *dia
     float lr = (float)(t->o.train.lr * pow(t->o.train.lr_decay, epoch));
     uint64_t tb = 0, eb = 0;
     double comm = 0, evcomm = 0, acc = 0, sse = 0, sae = 0;
-    double t0 = MPI_Wtime();
+    double cpu = 0, t0 = MPI_Wtime();
     /* R sub-epochs, one per book block, with R - 1 hand-overs between them. */
     for (uint32_t s = 0; s < R; s++) {
         if (s)
             br_dist_rotate(t, &tb, &comm);
+        double c0 = br_dist_cpu_now();   /* compute only: MPI may spin while it waits */
         acc += br_dist_train_block(t, br_dist_block_at(me, t->step, R), epoch, lr);
+        cpu += br_dist_cpu_now() - c0;
     }
     double t1 = MPI_Wtime();
     int bad = !br_dist_finite(t->P, (size_t)t->r->n_users * t->stride) ||
@@ -460,8 +545,8 @@ br_err br_dist_epoch(br_dist *t, uint32_t epoch, br_dist_stats *st, br_diag *dia
         bad |= !br_dist_finite(t->blk, (size_t)br_block_sz(t, k) * (t->stride + 1));
     }
     double t2 = MPI_Wtime();
-    double loc[6] = {acc, sse, sae, (double)bad, (double)tb, (double)eb}, glob[6];
-    MPI_Allreduce(loc, glob, 6, MPI_DOUBLE, MPI_SUM, t->comm);
+    double loc[7] = {acc, sse, sae, (double)bad, (double)tb, (double)eb, cpu}, glob[7];
+    MPI_Allreduce(loc, glob, 7, MPI_DOUBLE, MPI_SUM, t->comm);
     double tm[3] = {t1 - t0, comm, t2 - t1}, gtm[3];
     MPI_Allreduce(tm, gtm, 3, MPI_DOUBLE, MPI_MAX, t->comm);
     uint64_t red = (uint64_t)R * (sizeof loc + sizeof tm);
@@ -471,6 +556,7 @@ br_err br_dist_epoch(br_dist *t, uint32_t epoch, br_dist_stats *st, br_diag *dia
     st->train_seconds = gtm[0];
     st->comm_seconds = gtm[1];
     st->eval_seconds = gtm[2];
+    st->train_cpu_seconds = glob[6];
     st->train_bytes = (uint64_t)glob[4];
     st->eval_bytes = (uint64_t)glob[5] + red;
     if (glob[3] > 0)

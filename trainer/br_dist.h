@@ -62,6 +62,9 @@ typedef struct br_dist_stats {
     double train_seconds;            /* slowest rank: training sub-epochs and rotations */
     double comm_seconds;             /* slowest rank: time inside the training rotations */
     double eval_seconds;             /* slowest rank: the evaluation rotation */
+    double train_cpu_seconds;        /* CPU time of the sub-epochs' updates (rotations
+                                      * excluded), summed over ranks: the work, which other
+                                      * load on the machine hardly moves, unlike wall time */
     uint64_t train_bytes, eval_bytes;/* counted bytes of each phase (all ranks) */
 } br_dist_stats;
 

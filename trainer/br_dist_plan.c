@@ -113,7 +113,7 @@ br_err br_dist_load_share(const char *path, const br_load_opts *opts, uint32_t r
     size_t cap = chunk_bytes + 1, hdr = 0, len = 0, lines = 0, total_rows = 0, dups = 0,
            skipped = 0, first_bad_line = 0;
     char first_bad[BR_DIAG_MAX] = "";
-    int user_first = 1, first = 1, eof = 0;
+    int user_first = 0, first = 1, eof = 0;
     char *buf = malloc(cap);
     if (!buf) {
         gzclose(gz);
@@ -149,6 +149,16 @@ br_err br_dist_load_share(const char *path, const br_load_opts *opts, uint32_t r
         }
         if (first && cut == 0)
             break;   /* empty file: parsed below for the message */
+        size_t hs = 0;   /* first piece: where the header starts (after BOM, blank lines) */
+        if (first) {
+            if (cut >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
+                (unsigned char)buf[2] == 0xBF)
+                hs = 3;
+            while (hs < cut && (buf[hs] == '\n' || buf[hs] == '\r'))
+                hs++;
+            if (!eof && !memchr(buf + hs, '\n', cut - hs))
+                continue;   /* the first piece must hold the whole header line */
+        }
         lo.line_offset = first ? 0 : lines - 1;
         br_err pe = br_ratings_parse(buf, cut, path, &lo, &part, diag);
         if (pe == BR_ERR_EMPTY && !first && !part) {
@@ -173,27 +183,19 @@ br_err br_dist_load_share(const char *path, const br_load_opts *opts, uint32_t r
                 memcpy(first_bad, part->first_bad, sizeof first_bad);
             }
             skipped += part->skipped;
-            if (first)
-                user_first = part->user_first;
+            user_first = part->user_first;   /* the same header for every piece */
             br_ratings_free(part);
             part = NULL;
         }
         for (size_t i = first ? 0 : hdr; i < cut; i++)
             lines += buf[i] == '\n';
         if (first) {
-            /* Keep the header line (after any BOM and blank lines) in front. */
-            size_t h = 0;
-            if (cut >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
-                (unsigned char)buf[2] == 0xBF)
-                h = 3;
-            size_t s = h;
-            while (s < cut && (buf[s] == '\n' || buf[s] == '\r'))
-                s++;
-            char *nl = memchr(buf + s, '\n', cut - s);
+            /* Keep the header line in front of every later piece. */
+            char *nl = memchr(buf + hs, '\n', cut - hs);
             if (!nl)
                 break;   /* the header was the whole file */
-            hdr = (size_t)(nl - (buf + s)) + 1;
-            memmove(buf, buf + s, hdr);
+            hdr = (size_t)(nl - (buf + hs)) + 1;
+            memmove(buf, buf + hs, hdr);
             memmove(buf + hdr, buf + cut, len - cut);
             len = hdr + (len - cut);
             first = 0;

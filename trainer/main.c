@@ -406,7 +406,7 @@ static int run_distributed(int *argc, char ***argv, const cli *c, const br_train
            "%u epochs\n", (unsigned long long)to->seed, br_fmt_count(in.n_train, b1, sizeof b1),
            br_fmt_count(in.n_test, b2, sizeof b2), c->model, to->dim, to->epochs);
     br_dist_stats st = {0};
-    double train_s = 0, comm_s = 0, eval_s = 0;
+    double train_s = 0, comm_s = 0, eval_s = 0, cpu_s = 0;
     uint64_t train_b = 0, eval_b = 0, save_b = 0;
     for (uint32_t ep = 0; ep < to->epochs && !e; ep++) {
         e = br_dist_epoch(t, ep, &st, &d);
@@ -415,13 +415,14 @@ static int run_distributed(int *argc, char ***argv, const cli *c, const br_train
         train_s += st.train_seconds;
         comm_s += st.comm_seconds;
         eval_s += st.eval_seconds;
+        cpu_s += st.train_cpu_seconds;
         train_b += st.train_bytes;
         eval_b += st.eval_bytes;
         br_say("epoch %3u/%u  loss %.4f  test RMSE %.4f MAE %.4f  train %.3f s (comm %.3f s, "
-               "%.1f M ratings/s)  eval %.3f s  sent %.2f MB + %.2f MB\n", ep + 1, to->epochs,
-               st.loss, st.test_rmse, st.test_mae, st.train_seconds, st.comm_seconds,
-               in.n_train / st.train_seconds / 1e6, st.eval_seconds, st.train_bytes / 1e6,
-               st.eval_bytes / 1e6);
+               "%.1f M ratings/s, %.3f CPU s)  eval %.3f s  sent %.2f MB + %.2f MB\n", ep + 1,
+               to->epochs, st.loss, st.test_rmse, st.test_mae, st.train_seconds,
+               st.comm_seconds, in.n_train / st.train_seconds / 1e6, st.train_cpu_seconds,
+               st.eval_seconds, st.train_bytes / 1e6, st.eval_bytes / 1e6);
     }
     if (!e) {
         if (isfinite(st.test_rmse))
@@ -453,6 +454,7 @@ static int run_distributed(int *argc, char ***argv, const cli *c, const br_train
             json_num(f, "load_seconds", in.load_seconds, 1);
             json_num(f, "train_seconds", train_s, 1);
             json_num(f, "comm_seconds", comm_s, 1);
+            json_num(f, "train_cpu_seconds", cpu_s, 1);
             json_num(f, "eval_seconds", eval_s, 1);
             json_num(f, "setup_bytes", (double)in.setup_bytes, 1);
             json_num(f, "train_bytes", (double)train_b, 1);
