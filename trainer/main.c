@@ -418,11 +418,14 @@ static int run_distributed(int *argc, char ***argv, const cli *c, const br_train
         cpu_s += st.train_cpu_seconds;
         train_b += st.train_bytes;
         eval_b += st.eval_bytes;
-        br_say("epoch %3u/%u  loss %.4f  test RMSE %.4f MAE %.4f  train %.3f s (comm %.3f s, "
-               "%.1f M ratings/s, %.3f CPU s)  eval %.3f s  sent %.2f MB + %.2f MB\n", ep + 1,
-               to->epochs, st.loss, st.test_rmse, st.test_mae, st.train_seconds,
-               st.comm_seconds, in.n_train / st.train_seconds / 1e6, st.train_cpu_seconds,
-               st.eval_seconds, st.train_bytes / 1e6, st.eval_bytes / 1e6);
+        char tst[64] = "";
+        if (in.n_test)
+            snprintf(tst, sizeof tst, "  test RMSE %.4f MAE %.4f", st.test_rmse, st.test_mae);
+        br_say("epoch %3u/%u  loss %.4f%s  train %.3f s (comm %.3f s, %.1f M ratings/s, "
+               "%.3f CPU s)  eval %.3f s  sent %.2f MB + %.2f MB\n", ep + 1, to->epochs,
+               st.loss, tst, st.train_seconds, st.comm_seconds,
+               in.n_train / st.train_seconds / 1e6, st.train_cpu_seconds, st.eval_seconds,
+               st.train_bytes / 1e6, st.eval_bytes / 1e6);
     }
     if (!e) {
         if (isfinite(st.test_rmse))
