@@ -500,7 +500,7 @@ br_err br_ratings_build(const uint32_t *user_ids, const uint32_t *book_ids,
 br_err br_ratings_parse(const char *buf, size_t len, const char *name,
                         const br_load_opts *opts, br_ratings **out, br_diag *diag)
 {
-    static const br_load_opts defaults = {0, 0};
+    static const br_load_opts defaults = {0};
     if (!opts)
         opts = &defaults;
     *out = NULL;
@@ -510,7 +510,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
         p += 3;   /* UTF-8 byte order mark */
 
     /* Skip blank lines before the header. */
-    size_t line = 1;
+    size_t line = 1 + opts->line_offset;
     while (p < end && (*p == '\n' || *p == '\r')) {
         if (*p == '\n')
             line++;
@@ -604,7 +604,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
                     uext[n] = v[ucol];
                     bext[n] = v[bcol];
                     val[n] = (float)rating;
-                    n++;
+                    n += !opts->keep || opts->keep(v[ucol], v[bcol], opts->keep_ctx);
                     p = q < end ? q + 1 : end;
                     continue;
                 }
@@ -691,7 +691,7 @@ br_err br_ratings_parse(const char *buf, size_t len, const char *name,
         uext[n] = u;
         bext[n] = b;
         val[n] = (float)rv;
-        n++;
+        n += !opts->keep || opts->keep(u, b, opts->keep_ctx);
         p = next;
     }
     if (n == 0) {
@@ -764,6 +764,31 @@ br_err br_split_random(const br_ratings *r, double frac, uint64_t seed, uint8_t 
         fold[cand[i]] = fold_to;
     }
     free(cand);
+    return BR_OK;
+}
+
+int br_split_hash_pick(uint32_t user_id, uint32_t book_id, uint64_t seed, double frac)
+{
+    /* splitmix64 finaliser over (user, book, seed): uniform 53-bit fraction */
+    uint64_t x = ((uint64_t)user_id << 32 | book_id) ^ (seed * 0x9e3779b97f4a7c15ULL) ^
+                 0x6861736873706cULL;
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0) < frac;
+}
+
+br_err br_split_hash(const br_ratings *r, double frac, uint64_t seed, uint8_t *fold,
+                     uint8_t fold_to)
+{
+    if (!(frac >= 0.0 && frac <= 1.0))
+        return BR_ERR_ARG;
+    for (size_t i = 0; i < r->n; i++)
+        if (fold[i] == BR_FOLD_TRAIN &&
+            br_split_hash_pick(r->user_ids[r->user[i]], r->book_ids[r->book[i]], seed, frac))
+            fold[i] = fold_to;
     return BR_OK;
 }
 

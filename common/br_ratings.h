@@ -30,6 +30,12 @@
 typedef struct br_load_opts {
     int skip_bad;          /* 1: skip malformed rows and count them instead of failing */
     int implicit;          /* 1: no rating column needed (to_read.csv); ratings are 1 */
+    /* Optional row filter (NULL: keep every row): a valid row for which
+     * keep(user_id, book_id, keep_ctx) returns 0 is checked but not stored
+     * (distributed training: each rank keeps only its own users). */
+    int (*keep)(uint32_t user_id, uint32_t book_id, void *keep_ctx);
+    void *keep_ctx;
+    size_t line_offset;    /* added to line numbers in messages (parsing a file in pieces) */
 } br_load_opts;
 
 typedef struct br_ratings {
@@ -91,6 +97,17 @@ br_err br_split_random(const br_ratings *r, double frac, uint64_t seed,
  * training rating. For ranking evaluation. */
 br_err br_split_per_user(const br_ratings *r, double frac, uint64_t seed,
                          uint8_t *fold, uint8_t fold_to);
+
+/* Hash split: rating (user_id, book_id) goes to `fold_to` when
+ * br_split_hash_pick says so; the choice depends only on the two external
+ * ids, the seed and frac, never on which other ratings are loaded, so every
+ * process of a distributed run (and the single-process trainer with
+ * --split hash) holds out exactly the same ratings. About frac of all
+ * ratings are picked (not exactly round(frac * n) as br_split_random).
+ * Only ratings currently in BR_FOLD_TRAIN move. */
+int br_split_hash_pick(uint32_t user_id, uint32_t book_id, uint64_t seed, double frac);
+br_err br_split_hash(const br_ratings *r, double frac, uint64_t seed, uint8_t *fold,
+                     uint8_t fold_to);
 
 /* ---- CSR views ----------------------------------------------------------
  * Compressed rows: row i's entries are col[ptr[i]..ptr[i+1]), with values

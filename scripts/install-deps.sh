@@ -12,6 +12,7 @@ PKGS=(
   libmicrohttpd-dev     # bookrec-infer --serve
   libjansson-dev        # JSON bodies for the server
   curl jq               # tests/cli/server.sh and infer.sh: HTTP requests, JSON checks
+  libopenmpi-dev openmpi-bin   # bookrec-train --distributed (optional at build time), tests/cli/mpi.sh
   clang libclang-rt-dev libomp-dev   # scripts/fuzz.sh: clang, its libFuzzer/ASan runtime, OpenMP for clang
 )
 

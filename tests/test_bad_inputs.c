@@ -242,7 +242,7 @@ static void test_ten_megabyte_lines(void **state)
     expect("ratings 10 MB row", path, load(L_RATINGS, path, &d), &d, BR_ERR_PARSE, 3,
            "is not a number");
     /* ...which skip_bad mode skips, keeping the other two rows */
-    br_load_opts skip = {1, 0};
+    br_load_opts skip = {.skip_bad = 1};
     br_ratings *r = NULL;
     assert_int_equal(br_ratings_load(path, &skip, &r, &d), BR_OK);
     assert_int_equal(r->n, 2);
@@ -330,7 +330,7 @@ static int replay(const char *target, const unsigned char *p, size_t n)
     br_diag d;
     int ok = 0;
     if (strncmp(target, "fuzz_ratings", 12) == 0) {
-        br_load_opts opts[4] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+        br_load_opts opts[4] = {{.skip_bad = 0}, {.implicit = 1}, {.skip_bad = 1}, {.skip_bad = 1, .implicit = 1}};
         for (int k = 0; k < 4; k++) {
             br_ratings *r = NULL;
             br_err e = br_ratings_parse((const char *)p, n, "seed.csv", &opts[k], &r, &d);

@@ -996,7 +996,7 @@ static void test_fuzz_truncations(void **state)
     assert_int_equal(br_ratings_parse(buf, k, "r.csv", NULL, &full, NULL), BR_OK);
     assert_int_equal(full->rows, 61);
     br_ratings_free(full);
-    static const br_load_opts modes[] = {{0, 0}, {1, 0}, {0, 1}};
+    static const br_load_opts modes[] = {{.skip_bad = 0}, {.skip_bad = 1}, {.implicit = 1}};
     for (size_t m = 0; m < 3; m++)
         for (size_t len = 0; len <= k; len++)
             parse_exact(buf, len, &modes[m]);

@@ -15,6 +15,9 @@
 #include "br_progress.h"
 #include "br_ratings.h"
 #include "br_train.h"
+#ifdef BOOKREC_WITH_MPI
+#include "br_dist.h"
+#endif
 
 #include <errno.h>
 #include <math.h>
@@ -29,7 +32,8 @@
 
 typedef struct cli {
     const char *data, *ratings, *books, *tags, *test, *out, *metrics, *to_read;
-    const char *model, *loss, *optim;
+    const char *model, *loss, *optim, *split;
+    int distributed;
     int threads, quiet, verbose, help, version, skip_bad, implicit, no_to_read;
     unsigned dim, epochs, patience, topk, neg;
     float lr, reg, reg_bias, lr_decay, init_std, reg_y;
@@ -362,6 +366,120 @@ static br_err train_mlp(const cli *c, const br_ratings *r, const uint8_t *fold,
     return e;
 }
 
+/* --distributed: the DSGD trainer over MPI ranks (br_dist.h); rank 0 talks.
+ * Returns the exit code. */
+static int run_distributed(int *argc, char ***argv, const cli *c, const br_train_opts *to,
+                           const char *rpath, const char *bpath)
+{
+#ifndef BOOKREC_WITH_MPI
+    (void)argc, (void)argv, (void)c, (void)to, (void)rpath, (void)bpath;
+    return br_error(2, "--distributed: this bookrec-train was built without MPI "
+                       "(install libopenmpi-dev and rebuild with -DBOOKREC_WITH_MPI=ON)");
+#else
+    br_diag d;
+    br_diag_clear(&d);
+    int rank = 0, nranks = 1;
+    br_err e = br_dist_start(argc, argv, &rank, &nranks, &d);
+    if (e)
+        return die(e, &d);
+    if (rank != 0)
+        br_cli_quiet(1);
+    br_dist_opts o = {.train = *to, .ratings = rpath, .load = {.skip_bad = c->skip_bad},
+                      .holdout = c->holdout};
+    br_dist *t = NULL;
+    double t0 = br_now();
+    e = br_dist_create(&o, &t, &d);
+    if (e) {   /* agreed by every rank: rank 0 reports */
+        br_dist_stop();
+        return rank == 0 ? die(e, &d) : 1;
+    }
+    br_dist_info in;
+    br_dist_get_info(t, &in);
+    char b1[32], b2[32], b3[32], b4[32], b5[32], tb[32];
+    br_say("distributed over %d rank%s (-j %d each): %s ratings, %s users, %s books; "
+           "%s to %s ratings per rank; loaded in %s\n", nranks, nranks == 1 ? "" : "s",
+           to->threads, br_fmt_count(in.n_ratings, b1, sizeof b1),
+           br_fmt_count(in.n_users, b2, sizeof b2), br_fmt_count(in.n_books, b3, sizeof b3),
+           br_fmt_count(in.min_local, b4, sizeof b4), br_fmt_count(in.max_local, b5, sizeof b5),
+           br_fmt_duration(in.load_seconds, tb, sizeof tb));
+    br_say("split (hash, seed %llu): %s train, %s test; training %s model, mse, sgd, dim %u, "
+           "%u epochs\n", (unsigned long long)to->seed, br_fmt_count(in.n_train, b1, sizeof b1),
+           br_fmt_count(in.n_test, b2, sizeof b2), c->model, to->dim, to->epochs);
+    br_dist_stats st = {0};
+    double train_s = 0, comm_s = 0, eval_s = 0, cpu_s = 0;
+    uint64_t train_b = 0, eval_b = 0, save_b = 0;
+    for (uint32_t ep = 0; ep < to->epochs && !e; ep++) {
+        e = br_dist_epoch(t, ep, &st, &d);
+        if (e)
+            break;
+        train_s += st.train_seconds;
+        comm_s += st.comm_seconds;
+        eval_s += st.eval_seconds;
+        cpu_s += st.train_cpu_seconds;
+        train_b += st.train_bytes;
+        eval_b += st.eval_bytes;
+        char tst[64] = "";
+        if (in.n_test)
+            snprintf(tst, sizeof tst, "  test RMSE %.4f MAE %.4f", st.test_rmse, st.test_mae);
+        br_say("epoch %3u/%u  loss %.4f%s  train %.3f s (comm %.3f s, %.1f M ratings/s, "
+               "%.3f CPU s)  eval %.3f s  sent %.2f MB + %.2f MB\n", ep + 1, to->epochs,
+               st.loss, tst, st.train_seconds, st.comm_seconds,
+               in.n_train / st.train_seconds / 1e6, st.train_cpu_seconds, st.eval_seconds,
+               st.train_bytes / 1e6, st.eval_bytes / 1e6);
+    }
+    if (!e) {
+        if (isfinite(st.test_rmse))
+            br_say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", st.test_rmse,
+                   st.test_mae, br_fmt_count(in.n_test, b1, sizeof b1));
+        e = br_dist_save(t, c->out, bpath[0] ? bpath : NULL, to->epochs, (float)st.test_rmse,
+                         (float)st.test_mae, &save_b, &d);
+    }
+    if (!e)
+        br_say("wrote %s (%s total; counted bytes: set-up %.2f MB, training %.2f MB, "
+               "evaluation %.2f MB, model gather %.2f MB)\n", c->out,
+               br_fmt_duration(br_now() - t0, tb, sizeof tb), in.setup_bytes / 1e6,
+               train_b / 1e6, eval_b / 1e6, save_b / 1e6);
+    if (!e && rank == 0 && c->metrics) {
+        br_atomic *a = NULL;
+        e = br_atomic_open(c->metrics, &a, &d);
+        if (!e) {
+            FILE *f = br_atomic_file(a);
+            fprintf(f, "{\n  \"distributed\": true, \"ranks\": %d, \"threads\": %d,\n",
+                    nranks, to->threads);
+            fprintf(f, "  \"model\": \"%s\", \"dim\": %u, \"epochs\": %u, \"seed\": %llu,\n",
+                    c->model, to->dim, to->epochs, (unsigned long long)to->seed);
+            fprintf(f, "  \"ratings\": %llu, \"users\": %u, \"books\": %u, \"train\": %llu, "
+                    "\"test\": %llu,\n", (unsigned long long)in.n_ratings, in.n_users,
+                    in.n_books, (unsigned long long)in.n_train, (unsigned long long)in.n_test);
+            json_num(f, "test_rmse", st.test_rmse, 1);
+            json_num(f, "test_mae", st.test_mae, 1);
+            json_num(f, "final_train_loss", st.loss, 1);
+            json_num(f, "load_seconds", in.load_seconds, 1);
+            json_num(f, "train_seconds", train_s, 1);
+            json_num(f, "comm_seconds", comm_s, 1);
+            json_num(f, "train_cpu_seconds", cpu_s, 1);
+            json_num(f, "eval_seconds", eval_s, 1);
+            json_num(f, "setup_bytes", (double)in.setup_bytes, 1);
+            json_num(f, "train_bytes", (double)train_b, 1);
+            json_num(f, "eval_bytes", (double)eval_b, 1);
+            json_num(f, "save_bytes", (double)save_b, 1);
+            json_num(f, "total_seconds", br_now() - t0, 0);
+            fprintf(f, "}\n");
+            e = br_atomic_commit(a, &d);
+            if (e) {   /* only rank 0 writes: nobody else can wait on this */
+                br_error(1, "%s", br_diag_text(&d, e));
+                br_dist_abort(1);
+            }
+        }
+    }
+    br_dist_free(t);
+    br_dist_stop();
+    if (e)
+        return rank == 0 ? die(e, &d) : 1;
+    return 0;
+#endif
+}
+
 int main(int argc, char **argv)
 {
     br_cli_init(PROG);
@@ -371,6 +489,7 @@ int main(int argc, char **argv)
     c.model = "biased";
     c.loss = NULL;   /* bpr, or mse for --model autorec */
     c.optim = "sgd";
+    c.split = "random";
     c.holdout = 0.2;
     c.valid = 0.05;
     c.topk = 10;
@@ -388,6 +507,7 @@ int main(int argc, char **argv)
         {0, "to-read", BR_OPT_STR, &c.to_read, "FILE", "to_read.csv(.gz) pairs as extra positives for --loss bpr (off by default: measured worse)"},
         {0, "test", BR_OPT_STR, &c.test, "FILE", "explicit held-out ratings file (no internal split)"},
         {0, "holdout", BR_OPT_DOUBLE, &c.holdout, "F", "fraction of ratings held out for test figures (default 0.2; 0 = train on all)"},
+        {0, "split", BR_OPT_STR, &c.split, "HOW", "random (default: exactly --holdout of the ratings) | hash (of user, book, seed: the split --distributed uses)"},
         {0, "skip-bad", BR_OPT_FLAG, &c.skip_bad, NULL, "skip malformed CSV rows (counted) instead of failing"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Model:"},
         {0, "model", BR_OPT_STR, &c.model, "KIND", "biased (default) | dot | autorec (rating model, see README)"},
@@ -407,6 +527,7 @@ int main(int argc, char **argv)
         {0, "seed", BR_OPT_U64, &c.seed, "N", "random seed for init, split and order (default 42)"},
         {0, "patience", BR_OPT_UINT, &c.patience, "N", "stop after N epochs without validation gain (default 0: off)"},
         {0, "valid", BR_OPT_DOUBLE, &c.valid, "F", "fraction of training ratings used for early stopping (default 0.05)"},
+        {0, "distributed", BR_OPT_FLAG, &c.distributed, NULL, "train over MPI ranks (mpirun -np N bookrec-train --distributed ...): DSGD, --loss mse --optim sgd, dot or biased; -j threads per rank"},
         {0, NULL, BR_OPT_GROUP, NULL, NULL, "Output:"},
         {'o', "output", BR_OPT_STR, &c.out, "FILE", "model file to write (default ./bookrec.model)"},
         {0, "metrics", BR_OPT_STR, &c.metrics, "FILE", "write every figure of the run as JSON"},
@@ -450,7 +571,7 @@ int main(int argc, char **argv)
     if (autorec)
         kind = BR_MODEL_BIASED;
     if (!c.loss)
-        c.loss = autorec ? "mse" : "bpr";
+        c.loss = autorec || c.distributed ? "mse" : "bpr";
     if (!parse_choice(c.loss, losses, lossv, &loss))
         return br_error(2, "--loss must be mse or bpr, not '%s'", c.loss);
     if (!parse_choice(c.optim, optims, optimv, &optim))
@@ -467,6 +588,13 @@ int main(int argc, char **argv)
         return br_error(2, "--valid must be in [0, 1), not %g", c.valid);
     if (c.topk == 0)
         return br_error(2, "--top must be at least 1");
+    if (strcmp(c.split, "random") != 0 && strcmp(c.split, "hash") != 0)
+        return br_error(2, "--split must be random or hash, not '%s'", c.split);
+    if (c.distributed && (autorec || kind == BR_MODEL_MLP || loss != BR_LOSS_MSE ||
+                          optim != BR_OPTIM_SGD || c.implicit || c.test || c.to_read ||
+                          c.patience))
+        return br_error(2, "--distributed trains --model dot|biased --loss mse --optim sgd "
+                           "(no --implicit, --test, --to-read or --patience)");
     int orc = check_output(c.out);
     if (!orc && c.metrics)
         orc = check_output(c.metrics);
@@ -535,6 +663,9 @@ int main(int argc, char **argv)
                 tpath[0] = '\0';
         }
     }
+
+    if (c.distributed)
+        return run_distributed(&argc, &argv, &c, &to, rpath, bpath);
 
     br_ratings *r = NULL;
     uint8_t *fold = NULL;
@@ -608,7 +739,9 @@ int main(int argc, char **argv)
     }
 
     /* ---- split ---- */
-    if (!c.test && c.holdout > 0)
+    if (!c.test && c.holdout > 0 && strcmp(c.split, "hash") == 0)
+        br_split_hash(r, c.holdout, c.seed, fold, BR_FOLD_TEST);
+    else if (!c.test && c.holdout > 0)
         br_split_random(r, c.holdout, c.seed, fold, BR_FOLD_TEST);
     int early = c.patience > 0 && c.valid > 0;
     if (early)

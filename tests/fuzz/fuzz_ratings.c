@@ -75,7 +75,7 @@ static void run(const uint8_t *data, size_t size, const br_load_opts *o)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const br_load_opts implicit = {0, 1};
+    static const br_load_opts implicit = {.implicit = 1};
     run(data, size, NULL);   /* the defaults: strict, rating column required */
     run(data, size, &implicit);
     return 0;
@@ -84,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const br_load_opts skip = {1, 0}, skip_implicit = {1, 1};
+    static const br_load_opts skip = {.skip_bad = 1}, skip_implicit = {.skip_bad = 1, .implicit = 1};
     run(data, size, &skip);
     run(data, size, &skip_implicit);
     return 0;
