@@ -172,13 +172,12 @@ size_t br_qscan_bytes(const br_qscan *q)
 }
 
 /* The bounds (n_blocks x 8 floats), the group maxima (ceil(n_blocks / 2)
- * floats), the candidates' indices and exact scores (n_books each), and the
- * floor's seed groups (one br_scored per group). */
+ * floats), the candidates' indices and exact scores (n_books each). */
 size_t br_qscan_work_bytes(const br_qscan *q)
 {
     size_t groups = (q->n_blocks + 1) / 2;
     return ((size_t)q->n_blocks * 8 + groups) * sizeof(float) +
-           (size_t)q->n_books * (sizeof(uint32_t) + sizeof(float)) + groups * sizeof(br_scored);
+           (size_t)q->n_books * (sizeof(uint32_t) + sizeof(float));
 }
 
 typedef struct br_qscan_ctx {
@@ -221,19 +220,41 @@ static inline void br_qscan_prefetch(const br_qscan_ctx *c, uint32_t b)
 /* Groups looked at per wanted book when seeking the floor. */
 #define BR_QSCAN_SEEDS 2
 
+/* The indices of the `want` largest of x[0..n) (want <= 64; ties taken in
+ * any order) into idx, best first; returns how many (min(want, n)). A
+ * sorted array with one compare per rejected value: the floor's seeds need
+ * no more, and this costs a fraction of a heap of br_scored. */
+static size_t br_qscan_best(const float *x, size_t n, size_t want, float *val, uint32_t *idx)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (m == want && !(v > val[m - 1]))
+            continue;
+        size_t j = m < want ? m++ : m - 1;
+        for (; j > 0 && val[j - 1] < v; j--) {
+            val[j] = val[j - 1];
+            idx[j] = idx[j - 1];
+        }
+        val[j] = v;
+        idx[j] = (uint32_t)i;
+    }
+    return m;
+}
+
 /* A score the k-th best reaches: the BR_QSCAN_SEEDS k groups of 16 with the
  * highest bounds each give their best-bounded unread book; the k-th best
  * exact score of those distinct books is such a score. -INFINITY if fewer
- * than k were found. seeds: room for that many groups; scores: as many
- * floats; out: room for k. */
+ * than k were found. k <= 32. */
 static float br_qscan_floor(const br_qscan *q, const float *bound, const float *gmax,
-                            const uint32_t *ex, size_t n_ex, size_t k, br_qscan_ctx *c,
-                            br_scored *seeds, float *scores, br_scored *out)
+                            const uint32_t *ex, size_t n_ex, size_t k, br_qscan_ctx *c)
 {
     size_t groups = (q->n_blocks + 1) / 2, want = BR_QSCAN_SEEDS * k;
-    size_t got = br_topk(gmax, groups, NULL, 0, want < groups ? want : groups, seeds), found = 0;
+    float val[BR_QSCAN_SEEDS * 32];
+    uint32_t seed[BR_QSCAN_SEEDS * 32];
+    size_t got = br_qscan_best(gmax, groups, want, val, seed), found = 0;
     for (size_t g = 0; g < got; g++) {
-        uint32_t lo = seeds[g].idx * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books, best;
+        uint32_t lo = seed[g] * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books, best;
         /* the group's best bound; the next best while that book is read */
         uint32_t skip = 0;   /* bit i: book lo + i is read */
         for (;;) {
@@ -247,15 +268,22 @@ static float br_qscan_floor(const br_qscan *q, const float *bound, const float *
         }
         if (best < hi) {
             br_qscan_prefetch(c, best);
-            seeds[found++].idx = best;
+            seed[found++] = best;
         }
     }
     if (found < k)
         return -INFINITY;
     for (size_t i = 0; i < found; i++)
-        scores[i] = br_qscan_exact(c, seeds[i].idx);
-    br_topk(scores, found, NULL, 0, k, out);
-    float floor = out[k - 1].score;
+        val[i] = br_qscan_exact(c, seed[i]);
+    /* the k-th largest: sort the few values (descending, NaN last) */
+    for (size_t i = 1; i < found; i++) {
+        float v = val[i];
+        size_t j = i;
+        for (; j > 0 && (val[j - 1] < v || (val[j - 1] != val[j - 1] && v == v)); j--)
+            val[j] = val[j - 1];
+        val[j] = v;
+    }
+    float floor = val[k - 1];
     return floor == floor ? floor : -INFINITY;
 }
 
@@ -333,13 +361,12 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
     if (k > q->n_books)
         k = q->n_books;
     size_t groups = (q->n_blocks + 1) / 2;
-    if (k * 8 <= groups) {
+    if (k <= 32 && k * 8 <= groups) {
         /* Small k: a floor, then only the candidates above it, their rows
          * fetched together, scored exactly, and the k best of them taken. */
         uint32_t *cidx = (uint32_t *)(gmax + groups);
         float *cscore = (float *)(cidx + q->n_books);
-        br_scored *seeds = (br_scored *)(cscore + q->n_books);
-        float floor = br_qscan_floor(q, bound, gmax, exclude, n_ex, k, &c, seeds, cscore, out);
+        float floor = br_qscan_floor(q, bound, gmax, exclude, n_ex, k, &c);
         size_t nc = floor > -INFINITY
                         ? br_qscan_candidates(q, bound, gmax, floor, exclude, n_ex, cidx,
                                               q->n_books / 4)
