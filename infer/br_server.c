@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <time.h>
@@ -845,6 +846,19 @@ static int br_srv_method_of(const char *m)
 
 /* ---- the request handler, without HTTP ------------------------------------------- */
 
+/* The first argument whose key or value holds a NUL ("user=1%00x" would
+ * otherwise read as user 1), or NULL. */
+static const br_srv_arg *br_srv_arg_with_nul(const br_srv_query *q)
+{
+    for (size_t i = 0; i < q->n_args; i++) {
+        const br_srv_arg *a = &q->args[i];
+        if ((a->key && strlen(a->key) != a->key_len) ||
+            (a->value && strlen(a->value) != a->value_len))
+            return a;
+    }
+    return NULL;
+}
+
 br_err br_srv_answer(br_srv *s, const br_srv_query *q, br_srv_reply *out)
 {
     memset(out, 0, sizeof *out);
@@ -855,6 +869,7 @@ br_err br_srv_answer(br_srv *s, const br_srv_query *q, br_srv_reply *out)
     int route = br_srv_route_of(q->path), method = br_srv_method_of(q->method);
     int get = method == MT_GET || method == MT_HEAD;
     int ok = 0;
+    const br_srv_arg *bad;
     if (route == RT_RECOMMEND && method == MT_POST && q->body_len > s->cfg.max_body) {
         ok = br_srv_error(&cx, 413, NULL, "body of %zu bytes is over the limit of %zu bytes",
                           q->body_len, s->cfg.max_body);
@@ -866,6 +881,9 @@ br_err br_srv_answer(br_srv *s, const br_srv_query *q, br_srv_reply *out)
         ok = br_srv_error(&cx, 405, route == RT_RECOMMEND ? "GET, HEAD, POST" : "GET, HEAD",
                           "method %.32s is not allowed on %s", q->method,
                           br_srv_route_name[route]);
+    } else if ((bad = br_srv_arg_with_nul(q))) {
+        ok = br_srv_error(&cx, 400, NULL, "query argument '%.64s' has a NUL byte (%%00)",
+                          bad->key);
     } else {
         switch (route) {
         case RT_RECOMMEND:
@@ -1074,7 +1092,7 @@ typedef struct br_srv_args {
 } br_srv_args;
 
 static enum MHD_Result br_srv_collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                          const char *value)
+                                          size_t key_len, const char *value, size_t value_len)
 {
     br_srv_args *a = cls;
     if (a->n == a->cap) {
@@ -1087,7 +1105,7 @@ static enum MHD_Result br_srv_collect_arg(void *cls, enum MHD_ValueKind kind, co
         a->v = v;
         a->cap = cap;
     }
-    a->v[a->n++] = (br_srv_arg){key, value};
+    a->v[a->n++] = (br_srv_arg){key, value, key_len, value ? value_len : 0};
     return MHD_YES;
 }
 
@@ -1170,8 +1188,13 @@ static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, cons
     if (rq->body_too_big)
         return br_srv_queue_error(rq, con, 413, "body of %zu bytes is over the limit of %zu bytes",
                                   rq->body_len, s->cfg.max_body);
+    /* rq->uri starts with the path as sent: a "%00" there would cut the
+     * decoded path short ("/v1/books/3%00x" read as book 3) */
+    size_t plen = strcspn(rq->uri, "?");
+    if (memmem(rq->uri, plen, "%00", 3))
+        return br_srv_queue_error(rq, con, 400, "the path has a NUL byte (%%00)");
     br_srv_args args = {0};
-    MHD_get_connection_values(con, MHD_GET_ARGUMENT_KIND, br_srv_collect_arg, &args);
+    MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, br_srv_collect_arg, &args);
     if (args.oom) {
         free(args.v);
         return br_srv_queue_error(rq, con, 500, "out of memory");
@@ -1268,6 +1291,40 @@ br_err br_srv_create(const br_srv_config *c, const char *model_path, br_srv **ou
     return BR_OK;
 }
 
+/* Every connection is a file descriptor. When the soft RLIMIT_NOFILE is
+ * too low for the connection limit (1,024, the usual default, is), accept()
+ * fails with EMFILE near the limit and libmicrohttpd stops accepting for a
+ * while: every new client, /healthz included, waits seconds. So the soft
+ * limit is raised (up to the hard one) to the connection limit plus room
+ * for the listening socket, each worker's epoll and wake-up descriptors and
+ * the model and logs; if even the hard limit is too low, the connection
+ * limit is lowered to what fits (and logged), so a full server refuses new
+ * connections at once instead. Returns the connection limit to use. */
+static unsigned br_srv_fit_connections(br_srv *s)
+{
+    rlim_t want = (rlim_t)s->cfg.max_connections + 32 + 4 * (rlim_t)s->cfg.threads;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= want)
+        return s->cfg.max_connections;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = old;
+    if (rl.rlim_cur >= want)
+        return s->cfg.max_connections;
+    rlim_t room = rl.rlim_cur > want - s->cfg.max_connections
+                      ? rl.rlim_cur - (want - s->cfg.max_connections) : 1;
+    if (s->cfg.log) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "connection limit lowered from %u to %u: only %llu file "
+                 "descriptors allowed (ulimit -n)", s->cfg.max_connections, (unsigned)room,
+                 (unsigned long long)rl.rlim_cur);
+        s->cfg.log(s->cfg.log_ctx, msg);
+    }
+    return (unsigned)room;
+}
+
 br_err br_srv_start(br_srv *s, br_diag *diag)
 {
     if (!s || s->daemon || s->stopped)
@@ -1297,6 +1354,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     else
         ((struct sockaddr_in *)&s->addr)->sin_port = htons((uint16_t)s->cfg.port);
 
+    unsigned conn_limit = br_srv_fit_connections(s);
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
@@ -1305,7 +1363,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &s->addr};
     if (s->cfg.threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, conn_limit, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL};
     /* libmicrohttpd answers headers that do not fit its per-connection
      * memory with its own (HTML) 431; give it room for twice the limit so

@@ -107,6 +107,8 @@ uint64_t br_srv_generation(br_srv *s);
 typedef struct br_srv_arg {
     const char *key;
     const char *value;          /* NULL for "?key" without '=' */
+    size_t key_len, value_len;  /* decoded lengths: more than strlen when "%00"
+                                 * put a NUL inside (such an argument is a 400) */
 } br_srv_arg;
 
 typedef struct br_srv_query {

@@ -19,7 +19,9 @@
  *   - a top-k answer has at most k results, k within 1..max_k, ranks 1..n,
  *     distinct books of the model, scores non-increasing, the queried book or the reader's books left out unless
  *     include_read;
- *   - asking again gives the same bytes.
+ *   - asking again gives the same bytes;
+ *   - a GET with an argument that decodes to a string with a NUL inside
+ *     ("user=1%00x") is not answered 200.
  * SRV_CHECK aborts on a broken invariant (libFuzzer reports the input; in
  * the cmocka replay the test fails).
  */
@@ -301,28 +303,37 @@ static inline unsigned srv_fuzz_request(br_srv *s, const char *method, const cha
     t[tlen] = '\0';
     br_srv_arg args[64];
     size_t n = 0;
+    int nul = 0;   /* an argument decoded to a string with a NUL inside */
     char *qs = strchr(t, '?');
     if (qs)
         *qs++ = '\0';
-    MHD_http_unescape(t);
+    if (MHD_http_unescape(t) != strlen(t)) {
+        free(t);
+        return 400;   /* a NUL in the path: the HTTP layer answers 400 itself */
+    }
     while (qs && *qs && n < sizeof args / sizeof args[0]) {
         char *eq = strchr(qs, '='), *amp = strchr(qs, '&');
         if (amp)
             *amp++ = '\0';
+        size_t vlen = 0;
         if (eq && (!amp || eq < amp)) {
             *eq++ = '\0';
             srv_fuzz_unescape_plus(eq);
-            MHD_http_unescape(eq);
+            vlen = MHD_http_unescape(eq);
         } else {
             eq = NULL;
         }
         srv_fuzz_unescape_plus(qs);
-        MHD_http_unescape(qs);
-        args[n++] = (br_srv_arg){qs, eq};
+        size_t klen = MHD_http_unescape(qs);
+        if (strlen(qs) != klen || (eq && strlen(eq) != vlen))
+            nul = 1;
+        args[n++] = (br_srv_arg){qs, eq, klen, vlen};
         qs = amp;
     }
     br_srv_query q = {method, t, args, n, body, blen};
     unsigned st = srv_fuzz_answer(s, &q);
+    if (nul && (!strcmp(method, "GET") || !strcmp(method, "HEAD")))
+        SRV_CHECK(st != 200);   /* "user=1%00x" is not user 1 */
     free(t);
     return st;
 }
