@@ -275,8 +275,8 @@ typedef struct prober {
     pthread_t th;
     atomic_long probes;
     long failures, slow;
-    double worst_ms;
-    double limit_ms;
+    double worst_ms, worst_at;   /* and when, seconds after the prober started */
+    double limit_ms, t0;
 } prober;
 
 static void *prober_main(void *arg)
@@ -292,8 +292,10 @@ static void *prober_main(void *arg)
             p->failures++;
         if (ms > p->limit_ms)
             p->slow++;
-        if (ms > p->worst_ms)
+        if (ms > p->worst_ms) {
             p->worst_ms = ms;
+            p->worst_at = t0 - p->t0;
+        }
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -514,20 +516,21 @@ static void test_abuse(void **state)
         expect_get(s.port, "/v1/recommend?user=1001&k=5", w200);
     s.rss0_kb = proc_kb(s.pid, "VmRSS");
 
-    prober pr = {.port = s.port, .limit_ms = (double)env_long("BR_ABUSE_HEALTHZ_MS", 100)};
+    prober pr = {.port = s.port, .limit_ms = (double)env_long("BR_ABUSE_HEALTHZ_MS", 100),
+                 .t0 = now_s()};
     assert_int_equal(pthread_create(&pr.th, NULL, prober_main, &pr), 0);
     slow sl = {.port = s.port, .trickle_s = env_long("BR_ABUSE_SLOW_S", longmode ? 1000 : 6)};
     assert_int_equal(pthread_create(&sl.th, NULL, slow_main, &sl), 0);
 
     double t = now_s();
     phase_headers(s.port, longmode);
-    print_message("headers: %.1f s\n", now_s() - t);
+    print_message("headers: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
     t = now_s();
     phase_bodies(s.port);
-    print_message("bodies: %.1f s\n", now_s() - t);
+    print_message("bodies: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
     t = now_s();
     phase_queries(s.port);
-    print_message("queries: %.1f s\n", now_s() - t);
+    print_message("queries: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
 
     /* idle connections */
     t = now_s();
@@ -576,6 +579,8 @@ static void test_abuse(void **state)
         if (idle[i] >= 0)
             close(idle[i]);
     free(idle);
+    print_message("idle: from %.2f s, opened in %.2f s, held %.2f s\n", t - pr.t0, held - t,
+                  wait0 - held);
     print_message("idle: %d of %d connections opened, server RSS with them %ld kB, closed by "
                   "the server's timeout: %d, %.1f s after the hold (%.1f s)\n",
                   opened, n_idle, rss_idle, closed, close_s, now_s() - t);
@@ -587,10 +592,10 @@ static void test_abuse(void **state)
     assert_int_equal(pthread_join(pr.th, NULL), 0);
     long hwm = proc_kb(s.pid, "VmHWM"), rss_end = proc_kb(s.pid, "VmRSS");
     print_message("slow clients answered: %d of %d; /healthz: %ld probes, %ld failed, %ld over "
-                  "%.0f ms, worst %.1f ms; server RSS: %ld kB after start, %ld kB peak, %ld kB "
+                  "%.0f ms, worst %.1f ms (at %.2f s); server RSS: %ld kB after start, %ld kB peak, %ld kB "
                   "at the end; %.1f s in all\n",
                   sl.ok, N_SLOW, pr.probes, pr.failures, pr.slow, pr.limit_ms, pr.worst_ms,
-                  s.rss0_kb, hwm, rss_end, now_s() - t_start);
+                  pr.worst_at, s.rss0_kb, hwm, rss_end, now_s() - t_start);
     server_drain_stderr(&s, pr.failures || pr.slow);
     assert_int_equal(sl.ok, N_SLOW);
     assert_true(pr.probes >= 20);
