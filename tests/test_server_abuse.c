@@ -18,12 +18,15 @@
  *   idle      1,000 connections that send nothing, held while the prober
  *             runs, then closed by the server's --timeout (3 s)
  *
- * Throughout: every /healthz answers 200 within BR_ABUSE_HEALTHZ_MS
- * (default 100) ms, the server's peak RSS (VmHWM) stays within 64 MB of its
+ * Throughout: every /healthz answers 200, at least 99% of them within
+ * BR_ABUSE_HEALTHZ_MS (default 100) ms and none in 10 times that (scheduler
+ * noise on a loaded machine is tolerated, a stalled server is not), the
+ * server's peak RSS (VmHWM) stays within 64 MB of its
  * RSS after start-up, and at the end it still answers queries and exits 0
  * on SIGTERM. BR_ABUSE_LONG=1 is the long mode for the record: the slow
- * clients send their whole request a byte a second (~60 s) and the endless
- * header is 64 MB.
+ * clients send their whole request a byte a second (~70 s), the endless
+ * header is 64 MB, and the other phases repeat in rounds until the slow
+ * clients are done (so a leak would show in the peak RSS).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -310,6 +313,7 @@ typedef struct slow {
     unsigned port;
     long trickle_s;          /* seconds of one byte a second, then the rest */
     int ok;                  /* answers that were 200 */
+    atomic_int done;
     pthread_t th;
 } slow;
 
@@ -338,6 +342,7 @@ static void *slow_main(void *arg)
             sl->ok += read_answer(fd[i], NULL) == 200;
         close(fd[i]);
     }
+    atomic_store(&sl->done, 1);
     return NULL;
 }
 
@@ -522,85 +527,93 @@ static void test_abuse(void **state)
     slow sl = {.port = s.port, .trickle_s = env_long("BR_ABUSE_SLOW_S", longmode ? 1000 : 6)};
     assert_int_equal(pthread_create(&sl.th, NULL, slow_main, &sl), 0);
 
-    double t = now_s();
-    phase_headers(s.port, longmode);
-    print_message("headers: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
-    t = now_s();
-    phase_bodies(s.port);
-    print_message("bodies: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
-    t = now_s();
-    phase_queries(s.port);
-    print_message("queries: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
+    int rounds = 0;
+    do {   /* one round; in the long mode, rounds until the slow clients are done */
+        rounds++;
+        double t = now_s();
+        phase_headers(s.port, longmode);
+        print_message("headers: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
+        t = now_s();
+        phase_bodies(s.port);
+        print_message("bodies: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
+        t = now_s();
+        phase_queries(s.port);
+        print_message("queries: %.2f s to %.2f s\n", t - pr.t0, now_s() - pr.t0);
 
-    /* idle connections */
-    t = now_s();
-    int *idle = malloc((size_t)n_idle * sizeof *idle);
-    assert_non_null(idle);
-    int opened = 0;
-    for (int i = 0; i < n_idle; i++)
-        if ((idle[i] = connect_lo(s.port)) >= 0)
-            opened++;
-    long probes0 = pr.probes;
-    double held = now_s();
-    while (now_s() - held < 1.5 || pr.probes < probes0 + 5) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    long rss_idle = proc_kb(s.pid, "VmRSS");
-    /* the server's --timeout 3 must close them all */
-    int closed = 0;
-    double wait0 = now_s();
-    while (closed < opened && now_s() - wait0 < 12) {
-        struct pollfd *pf = calloc((size_t)n_idle, sizeof *pf);
-        int np = 0;
+        /* idle connections */
+        t = now_s();
+        int *idle = malloc((size_t)n_idle * sizeof *idle);
+        assert_non_null(idle);
+        int opened = 0;
         for (int i = 0; i < n_idle; i++)
-            if (idle[i] >= 0) {
-                pf[np].fd = idle[i];
-                pf[np++].events = POLLIN;
-            }
-        poll(pf, (nfds_t)np, 500);
-        for (int i = 0, j = 0; i < n_idle; i++) {
-            if (idle[i] < 0)
-                continue;
-            if (pf[j].revents) {
-                char c;
-                if (recv(idle[i], &c, 1, MSG_DONTWAIT) <= 0) {
-                    close(idle[i]);
-                    idle[i] = -1;
-                    closed++;
-                }
-            }
-            j++;
+            if ((idle[i] = connect_lo(s.port)) >= 0)
+                opened++;
+        long probes0 = pr.probes;
+        double held = now_s();
+        while (now_s() - held < 1.5 || pr.probes < probes0 + 5) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
         }
-        free(pf);
-    }
-    double close_s = now_s() - wait0;
-    for (int i = 0; i < n_idle; i++)
-        if (idle[i] >= 0)
-            close(idle[i]);
-    free(idle);
-    print_message("idle: from %.2f s, opened in %.2f s, held %.2f s\n", t - pr.t0, held - t,
-                  wait0 - held);
-    print_message("idle: %d of %d connections opened, server RSS with them %ld kB, closed by "
-                  "the server's timeout: %d, %.1f s after the hold (%.1f s)\n",
-                  opened, n_idle, rss_idle, closed, close_s, now_s() - t);
-    assert_int_equal(opened, n_idle);
-    assert_int_equal(closed, opened);
+        long rss_idle = proc_kb(s.pid, "VmRSS");
+        /* the server's --timeout 3 must close them all */
+        int closed = 0;
+        double wait0 = now_s();
+        while (closed < opened && now_s() - wait0 < 12) {
+            struct pollfd *pf = calloc((size_t)n_idle, sizeof *pf);
+            int np = 0;
+            for (int i = 0; i < n_idle; i++)
+                if (idle[i] >= 0) {
+                    pf[np].fd = idle[i];
+                    pf[np++].events = POLLIN;
+                }
+            poll(pf, (nfds_t)np, 500);
+            for (int i = 0, j = 0; i < n_idle; i++) {
+                if (idle[i] < 0)
+                    continue;
+                if (pf[j].revents) {
+                    char c;
+                    if (recv(idle[i], &c, 1, MSG_DONTWAIT) <= 0) {
+                        close(idle[i]);
+                        idle[i] = -1;
+                        closed++;
+                    }
+                }
+                j++;
+            }
+            free(pf);
+        }
+        double close_s = now_s() - wait0;
+        for (int i = 0; i < n_idle; i++)
+            if (idle[i] >= 0)
+                close(idle[i]);
+        free(idle);
+        print_message("idle: from %.2f s, opened in %.2f s, held %.2f s\n", t - pr.t0, held - t,
+                      wait0 - held);
+        print_message("idle: %d of %d connections opened, server RSS with them %ld kB, closed by "
+                      "the server's timeout: %d, %.1f s after the hold (%.1f s)\n",
+                      opened, n_idle, rss_idle, closed, close_s, now_s() - t);
+        assert_int_equal(opened, n_idle);
+        assert_int_equal(closed, opened);
+    } while (longmode && !atomic_load(&sl.done));
 
     assert_int_equal(pthread_join(sl.th, NULL), 0);
     atomic_store(&pr.stop, 1);
     assert_int_equal(pthread_join(pr.th, NULL), 0);
     long hwm = proc_kb(s.pid, "VmHWM"), rss_end = proc_kb(s.pid, "VmRSS");
-    print_message("slow clients answered: %d of %d; /healthz: %ld probes, %ld failed, %ld over "
-                  "%.0f ms, worst %.1f ms (at %.2f s); server RSS: %ld kB after start, %ld kB peak, %ld kB "
-                  "at the end; %.1f s in all\n",
-                  sl.ok, N_SLOW, pr.probes, pr.failures, pr.slow, pr.limit_ms, pr.worst_ms,
+    print_message("%d round(s); slow clients answered: %d of %d; /healthz: %ld probes, %ld "
+                  "failed, %ld over %.0f ms, worst %.1f ms (at %.2f s); server RSS: %ld kB after "
+                  "start, %ld kB peak, %ld kB at the end; %.1f s in all\n",
+                  rounds, sl.ok, N_SLOW, pr.probes, pr.failures, pr.slow, pr.limit_ms, pr.worst_ms,
                   pr.worst_at, s.rss0_kb, hwm, rss_end, now_s() - t_start);
     server_drain_stderr(&s, pr.failures || pr.slow);
     assert_int_equal(sl.ok, N_SLOW);
     assert_true(pr.probes >= 20);
     assert_int_equal(pr.failures, 0);
-    assert_int_equal(pr.slow, 0);
+    /* a shared, loaded machine (CI, or this 2-core VM at load 9) stalls a
+     * thread now and then: 1 probe in 100 may be late, none by 10x (the
+     * descriptor-limit bug this test found made /healthz wait 3 s) */
+    assert_true(pr.slow <= (long)atomic_load(&pr.probes) / 100);
+    assert_true(pr.worst_ms < 10 * pr.limit_ms);
     assert_true(hwm - s.rss0_kb < 64 * 1024);
 
     /* still serving, and a clean stop */
