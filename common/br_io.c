@@ -19,11 +19,30 @@ int br_file_exists(const char *path)
     return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+size_t br_gunzip_limit(size_t src_len)
+{
+    if (src_len > SIZE_MAX / BR_GUNZIP_RATIO)
+        return SIZE_MAX - 1;
+    size_t lim = src_len * BR_GUNZIP_RATIO;
+    return lim < BR_GUNZIP_FLOOR ? BR_GUNZIP_FLOOR : lim;
+}
+
 br_err br_gunzip(const void *src, size_t src_len, const char *name,
                  char **buf, size_t *len, br_diag *diag)
 {
-    /* Guess 4x the compressed size; grow geometrically. */
-    size_t cap = src_len < 1024 ? 4096 : src_len * 4;
+    return br_gunzip_max(src, src_len, name, br_gunzip_limit(src_len), buf, len, diag);
+}
+
+br_err br_gunzip_max(const void *src, size_t src_len, const char *name, size_t max_out,
+                     char **buf, size_t *len, br_diag *diag)
+{
+    if (max_out >= SIZE_MAX - 1)
+        max_out = SIZE_MAX - 2;
+    /* Guess 4x the compressed size; grow geometrically up to one byte past
+     * the limit (a full buffer of max_out + 1 bytes means too much). */
+    size_t cap = src_len < 1024 ? 4096 : src_len > SIZE_MAX / 8 ? SIZE_MAX / 2 : src_len * 4;
+    if (cap > max_out + 1)
+        cap = max_out + 1;
     char *out = malloc(cap + 1);
     if (!out)
         return br_fail(diag, BR_ERR_NOMEM, "%s: out of memory", name);
@@ -40,7 +59,17 @@ br_err br_gunzip(const void *src, size_t src_len, const char *name,
     int rc = Z_OK;
     for (;;) {
         if (produced == cap) {
-            size_t ncap = cap * 2;
+            if (produced > max_out) {
+                inflateEnd(&zs);
+                free(out);
+                return br_fail(diag, BR_ERR_RANGE,
+                               "%s: decompresses to more than %zu bytes (%zu compressed): "
+                               "refused as a likely gzip bomb (limit: %dx the compressed "
+                               "size, at least %zu MiB)",
+                               name, max_out, src_len, BR_GUNZIP_RATIO,
+                               (size_t)(BR_GUNZIP_FLOOR >> 20));
+            }
+            size_t ncap = cap > (max_out + 1) / 2 ? max_out + 1 : cap * 2;
             char *n = realloc(out, ncap + 1);
             if (!n) {
                 inflateEnd(&zs);
@@ -81,6 +110,12 @@ br_err br_gunzip(const void *src, size_t src_len, const char *name,
         }
     }
     inflateEnd(&zs);
+    if (produced > max_out) {   /* ended exactly one byte past the limit */
+        free(out);
+        return br_fail(diag, BR_ERR_RANGE,
+                       "%s: decompresses to more than %zu bytes (%zu compressed): refused as a "
+                       "likely gzip bomb", name, max_out, src_len);
+    }
     out[produced] = '\0';
     *buf = out;
     *len = produced;

@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <time.h>
@@ -170,32 +171,65 @@ static br_srv_tls *br_srv_tls_get(br_srv *s, const br_rec *rec)
 
 static json_t *br_srv_str(const char *s);
 
-/* Queues body (malloc'd, taken over) with the given status and type. */
-static enum MHD_Result br_srv_send(br_srv_req *rq, struct MHD_Connection *con,
-                                   unsigned status, char *body, size_t len, const char *type,
-                                   const char *allow)
+/* What a route handler answers into: the server, the request and the
+ * reply being made. */
+typedef struct br_srv_ctx {
+    br_srv *srv;
+    const br_srv_query *q;
+    br_srv_reply *out;
+} br_srv_ctx;
+
+/* Sets the reply: body (malloc'd, taken over) with the given status and
+ * type. 0 when body is NULL (out of memory). */
+static int br_srv_send(br_srv_ctx *cx, unsigned status, char *body, size_t len,
+                       const char *type, const char *allow)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    if (allow)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    if (atomic_load_explicit(&rq->srv->stopping, memory_order_relaxed))
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ok = MHD_queue_response(con, status, r);
-    MHD_destroy_response(r);
-    if (ok == MHD_YES) {
-        rq->status = status;
-        rq->resp_bytes = len;
-    }
-    return ok;
+    if (!body)
+        return 0;
+    cx->out->status = status;
+    cx->out->body = body;
+    cx->out->len = len;
+    cx->out->type = type;
+    cx->out->allow = allow;
+    return 1;
 }
 
-static enum MHD_Result br_srv_send_json(br_srv_req *rq, struct MHD_Connection *con,
+/* Replaces every byte of s that is not part of a well-formed UTF-8
+ * sequence (overlong forms, surrogates and code points past U+10FFFF
+ * included) with '?', in place, so s is valid UTF-8 for jansson. */
+static void br_srv_utf8_fix(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                                                     : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        int ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;   /* stops at the NUL too */
+        if (ok && n == 3)
+            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+        if (ok && n == 4)
+            ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
+/* The value of query argument name (the first if repeated); NULL when
+ * absent, and for "?name" without '=' as libmicrohttpd gives it. */
+static const char *br_srv_arg_get(const br_srv_ctx *cx, const char *name)
+{
+    for (size_t i = 0; i < cx->q->n_args; i++)
+        if (cx->q->args[i].key && !strcmp(cx->q->args[i].key, name))
+            return cx->q->args[i].value;
+    return NULL;
+}
+
+static int br_srv_send_json(br_srv_ctx *cx,
                                         unsigned status, json_t *doc, const char *allow)
 {
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER |
@@ -206,36 +240,37 @@ static enum MHD_Result br_srv_send_json(br_srv_req *rq, struct MHD_Connection *c
         static const char oom[] = "{\"error\":\"out of memory\"}\n";
         char *b = malloc(sizeof oom);
         if (!b)
-            return MHD_NO;
+            return 0;
         memcpy(b, oom, sizeof oom);
-        return br_srv_send(rq, con, 500, b, sizeof oom - 1, "application/json", NULL);
+        return br_srv_send(cx, 500, b, sizeof oom - 1, "application/json", NULL);
     }
     size_t n = strlen(text);
     char *b = realloc(text, n + 2);   /* a final newline, for curl users */
     if (!b) {
         free(text);
-        return MHD_NO;
+        return 0;
     }
     b[n++] = '\n';
     b[n] = '\0';
-    return br_srv_send(rq, con, status, b, n, "application/json", allow);
+    return br_srv_send(cx, status, b, n, "application/json", allow);
 }
 
-static enum MHD_Result br_srv_error(br_srv_req *rq, struct MHD_Connection *con,
+static int br_srv_error(br_srv_ctx *cx,
                                     unsigned status, const char *allow, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static enum MHD_Result br_srv_error(br_srv_req *rq, struct MHD_Connection *con,
-                                    unsigned status, const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int br_srv_error(br_srv_ctx *cx, unsigned status, const char *allow,
+                        const char *fmt, ...)
 {
     char msg[BR_DIAG_MAX + 128];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    br_srv_utf8_fix(msg);   /* request bytes quoted in the message may be anything */
     json_t *doc = json_object();
     if (doc)
         json_object_set_new(doc, "error", br_srv_str(msg));
-    return br_srv_send_json(rq, con, status, doc, allow);
+    return br_srv_send_json(cx, status, doc, allow);
 }
 
 /* HTTP status for a library error on a query. */
@@ -268,10 +303,10 @@ static const char *br_srv_kind_name(uint32_t k)
 }
 
 /* A reference to the current model for this request. */
-static br_srv_model *br_srv_acquire(br_srv_req *rq)
+static br_srv_model *br_srv_acquire(br_srv_ctx *cx)
 {
-    br_srv_model *sm = br_srv_model_cell_acquire(rq->srv->cell);
-    rq->generation = br_srv_model_generation(sm);
+    br_srv_model *sm = br_srv_model_cell_acquire(cx->srv->cell);
+    cx->out->generation = br_srv_model_generation(sm);
     return sm;
 }
 
@@ -328,7 +363,7 @@ static void br_srv_putf(br_srv_buf *b, const char *fmt, ...)
  * Written directly from the book members the model rendered at load (the
  * hot path: no JSON tree per answer); query is the query's members, made by
  * the caller from numbers only. */
-static enum MHD_Result br_srv_send_items(br_srv_req *rq, struct MHD_Connection *con,
+static int br_srv_send_items(br_srv_ctx *cx,
                                          const br_srv_model *sm, const char *query,
                                          const char *score_kind, const br_rec_item *it,
                                          size_t n)
@@ -351,9 +386,9 @@ static enum MHD_Result br_srv_send_items(br_srv_req *rq, struct MHD_Connection *
     br_srv_put(&b, "]}\n", 3);
     if (b.oom) {
         free(b.p);
-        return br_srv_error(rq, con, 500, NULL, "out of memory");
+        return br_srv_error(cx, 500, NULL, "out of memory");
     }
-    return br_srv_send(rq, con, 200, b.p, b.len, "application/json", NULL);
+    return br_srv_send(cx, 200, b.p, b.len, "application/json", NULL);
 }
 
 static const char *br_srv_score_kind(const br_srv_model *sm)
@@ -383,16 +418,16 @@ static int br_srv_parse_id(const char *s, uint32_t *out)
 }
 
 /* Reads ?name=ID (required). 0 and an answer queued on failure. */
-static int br_srv_arg_id(br_srv_req *rq, struct MHD_Connection *con, const char *name,
-                         const char *what, uint32_t *out, enum MHD_Result *res)
+static int br_srv_arg_id(br_srv_ctx *cx, const char *name,
+                         const char *what, uint32_t *out, int *res)
 {
-    const char *v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, name);
+    const char *v = br_srv_arg_get(cx, name);
     if (!v || !*v) {
-        *res = br_srv_error(rq, con, 400, NULL, "missing parameter '%s' (a %s id)", name, what);
+        *res = br_srv_error(cx, 400, NULL, "missing parameter '%s' (a %s id)", name, what);
         return 0;
     }
     if (!br_srv_parse_id(v, out)) {
-        *res = br_srv_error(rq, con, 400, NULL,
+        *res = br_srv_error(cx, 400, NULL,
                             "parameter '%s': '%.64s' is not a %s id (a whole number >= 1)", name,
                             v, what);
         return 0;
@@ -400,44 +435,44 @@ static int br_srv_arg_id(br_srv_req *rq, struct MHD_Connection *con, const char 
     return 1;
 }
 
-static int br_srv_check_k(br_srv_req *rq, struct MHD_Connection *con, long long k,
-                          enum MHD_Result *res)
+static int br_srv_check_k(br_srv_ctx *cx, long long k,
+                          int *res)
 {
-    if (k < 1 || k > (long long)rq->srv->cfg.max_k) {
-        *res = br_srv_error(rq, con, 400, NULL, "k must be between 1 and %u, not %lld",
-                            rq->srv->cfg.max_k, k);
+    if (k < 1 || k > (long long)cx->srv->cfg.max_k) {
+        *res = br_srv_error(cx, 400, NULL, "k must be between 1 and %u, not %lld",
+                            cx->srv->cfg.max_k, k);
         return 0;
     }
     return 1;
 }
 
 /* Reads ?k= (default 10). */
-static int br_srv_arg_k(br_srv_req *rq, struct MHD_Connection *con, size_t *k,
-                        enum MHD_Result *res)
+static int br_srv_arg_k(br_srv_ctx *cx, size_t *k,
+                        int *res)
 {
-    const char *v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "k");
+    const char *v = br_srv_arg_get(cx, "k");
     *k = 10;
     if (!v)
-        return br_srv_check_k(rq, con, (long long)*k, res);
+        return br_srv_check_k(cx, (long long)*k, res);
     char *end = NULL;
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno || v[0] == ' ' || v[0] == '+') {
-        *res = br_srv_error(rq, con, 400, NULL, "parameter 'k': '%.64s' is not a whole number",
+        *res = br_srv_error(cx, 400, NULL, "parameter 'k': '%.64s' is not a whole number",
                             v);
         return 0;
     }
-    if (!br_srv_check_k(rq, con, x, res))
+    if (!br_srv_check_k(cx, x, res))
         return 0;
     *k = (size_t)x;
     return 1;
 }
 
 /* Reads ?include_read= (1/0/true/false; default 0). */
-static int br_srv_arg_flag(br_srv_req *rq, struct MHD_Connection *con, const char *name,
-                           int *out, enum MHD_Result *res)
+static int br_srv_arg_flag(br_srv_ctx *cx, const char *name,
+                           int *out, int *res)
 {
-    const char *v = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, name);
+    const char *v = br_srv_arg_get(cx, name);
     *out = 0;
     if (!v)
         return 1;
@@ -447,107 +482,107 @@ static int br_srv_arg_flag(br_srv_req *rq, struct MHD_Connection *con, const cha
     }
     if (!strcmp(v, "0") || !strcmp(v, "false"))
         return 1;
-    *res = br_srv_error(rq, con, 400, NULL, "parameter '%s': '%.64s' is not 1, 0, true or false",
+    *res = br_srv_error(cx, 400, NULL, "parameter '%s': '%.64s' is not 1, 0, true or false",
                         name, v);
     return 0;
 }
 
 /* ---- routes ---------------------------------------------------------------------- */
 
-static enum MHD_Result br_srv_get_recommend(br_srv_req *rq, struct MHD_Connection *con)
+static int br_srv_get_recommend(br_srv_ctx *cx)
 {
-    enum MHD_Result res = MHD_NO;
+    int res = 0;
     uint32_t user;
     size_t k;
     int incl;
-    if (!br_srv_arg_id(rq, con, "user", "user", &user, &res) ||
-        !br_srv_arg_k(rq, con, &k, &res) || !br_srv_arg_flag(rq, con, "include_read", &incl, &res))
+    if (!br_srv_arg_id(cx, "user", "user", &user, &res) ||
+        !br_srv_arg_k(cx, &k, &res) || !br_srv_arg_flag(cx, "include_read", &incl, &res))
         return res;
-    br_srv_model *sm = br_srv_acquire(rq);
+    br_srv_model *sm = br_srv_acquire(cx);
     const br_rec *rec = br_srv_model_rec(sm);
     int64_t u = br_model_find_user(br_srv_model_model(sm), user);
     br_srv_tls *t;
     if (u < 0) {
-        res = br_srv_error(rq, con, 404, NULL,
+        res = br_srv_error(cx, 404, NULL,
                            "user %u is not in the model; for a new reader POST /v1/recommend "
                            "with {\"read\": [book ids]}",
                            user);
-    } else if (!(t = br_srv_tls_get(rq->srv, rec))) {
-        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+    } else if (!(t = br_srv_tls_get(cx->srv, rec))) {
+        res = br_srv_error(cx, 500, NULL, "out of memory");
     } else {
         size_t n = 0;
         br_diag d;
         br_err e = br_rec_user_index(rec, t->scratch, (uint32_t)u, k,
                                      incl ? BR_REC_INCLUDE_READ : 0, t->items, &n, &d);
         if (e) {
-            res = br_srv_error(rq, con, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
+            res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[96];
             snprintf(q, sizeof q, "\"user_id\":%u,\"k\":%zu,\"include_read\":%s", user, k,
                      incl ? "true" : "false");
-            res = br_srv_send_items(rq, con, sm, q, br_srv_score_kind(sm), t->items, n);
+            res = br_srv_send_items(cx, sm, q, br_srv_score_kind(sm), t->items, n);
         }
     }
     br_srv_model_unref(sm);
     return res;
 }
 
-static enum MHD_Result br_srv_post_recommend(br_srv_req *rq, struct MHD_Connection *con)
+static int br_srv_post_recommend(br_srv_ctx *cx)
 {
-    if (rq->body_len == 0)
-        return br_srv_error(rq, con, 400, NULL,
+    if (cx->q->body_len == 0)
+        return br_srv_error(cx, 400, NULL,
                             "empty body: expected JSON {\"read\": [book ids], \"ratings\": "
                             "[1..5, optional], \"k\": 10}");
     json_error_t jerr;
-    json_t *root = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(cx->q->body, cx->q->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return br_srv_error(rq, con, 400, NULL, "malformed JSON at line %d column %d: %s",
+        return br_srv_error(cx, 400, NULL, "malformed JSON at line %d column %d: %s",
                             jerr.line, jerr.column, jerr.text);
-    enum MHD_Result res = MHD_NO;
+    int res = 0;
     uint32_t *ids = NULL;
     float *ratings = NULL;
     json_t *read = json_object_get(root, "read"), *jr = json_object_get(root, "ratings"),
            *jk = json_object_get(root, "k"), *ji = json_object_get(root, "include_read");
     size_t n = json_is_array(read) ? json_array_size(read) : 0, k = 10;
     if (!json_is_object(root)) {
-        res = br_srv_error(rq, con, 400, NULL, "the body must be a JSON object");
+        res = br_srv_error(cx, 400, NULL, "the body must be a JSON object");
         goto done;
     }
     if (!json_is_array(read) || n == 0) {
-        res = br_srv_error(rq, con, 400, NULL,
+        res = br_srv_error(cx, 400, NULL,
                            "'read' must be a non-empty array of book ids");
         goto done;
     }
     if (jr && !json_is_null(jr) && (!json_is_array(jr) || json_array_size(jr) != n)) {
-        res = br_srv_error(rq, con, 400, NULL,
+        res = br_srv_error(cx, 400, NULL,
                            "'ratings' must be an array as long as 'read' (%zu numbers)", n);
         goto done;
     }
     if (jk) {
         if (!json_is_integer(jk)) {
-            res = br_srv_error(rq, con, 400, NULL, "'k' must be a whole number");
+            res = br_srv_error(cx, 400, NULL, "'k' must be a whole number");
             goto done;
         }
-        if (!br_srv_check_k(rq, con, (long long)json_integer_value(jk), &res))
+        if (!br_srv_check_k(cx, (long long)json_integer_value(jk), &res))
             goto done;
         k = (size_t)json_integer_value(jk);
     }
     if (ji && !json_is_boolean(ji)) {
-        res = br_srv_error(rq, con, 400, NULL, "'include_read' must be true or false");
+        res = br_srv_error(cx, 400, NULL, "'include_read' must be true or false");
         goto done;
     }
     ids = malloc(n * sizeof *ids);
     if (jr && json_is_array(jr))
         ratings = malloc(n * sizeof *ratings);
     if (!ids || (jr && json_is_array(jr) && !ratings)) {
-        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+        res = br_srv_error(cx, 500, NULL, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(read, i);
         json_int_t x = json_is_integer(v) ? json_integer_value(v) : 0;
         if (x < 1 || x > (json_int_t)UINT32_MAX) {
-            res = br_srv_error(rq, con, 400, NULL,
+            res = br_srv_error(cx, 400, NULL,
                                "'read'[%zu] is not a book id (a whole number >= 1)", i);
             goto done;
         }
@@ -555,17 +590,17 @@ static enum MHD_Result br_srv_post_recommend(br_srv_req *rq, struct MHD_Connecti
         if (ratings) {
             json_t *rv = json_array_get(jr, i);
             if (!json_is_number(rv)) {
-                res = br_srv_error(rq, con, 400, NULL, "'ratings'[%zu] is not a number", i);
+                res = br_srv_error(cx, 400, NULL, "'ratings'[%zu] is not a number", i);
                 goto done;
             }
             ratings[i] = (float)json_number_value(rv);
         }
     }
-    br_srv_model *sm = br_srv_acquire(rq);
+    br_srv_model *sm = br_srv_acquire(cx);
     const br_rec *rec = br_srv_model_rec(sm);
-    br_srv_tls *t = br_srv_tls_get(rq->srv, rec);
+    br_srv_tls *t = br_srv_tls_get(cx->srv, rec);
     if (!t) {
-        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+        res = br_srv_error(cx, 500, NULL, "out of memory");
     } else {
         size_t got = 0;
         br_diag d;
@@ -573,12 +608,12 @@ static enum MHD_Result br_srv_post_recommend(br_srv_req *rq, struct MHD_Connecti
                                  json_is_true(ji) ? BR_REC_INCLUDE_READ : 0, t->items, &got,
                                  &d);
         if (e) {
-            res = br_srv_error(rq, con, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
+            res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[96];
             snprintf(q, sizeof q, "\"read_count\":%zu,\"k\":%zu,\"include_read\":%s", n, k,
                      json_is_true(ji) ? "true" : "false");
-            res = br_srv_send_items(rq, con, sm, q, br_srv_score_kind(sm), t->items, got);
+            res = br_srv_send_items(cx, sm, q, br_srv_score_kind(sm), t->items, got);
         }
     }
     br_srv_model_unref(sm);
@@ -589,49 +624,49 @@ done:
     return res;
 }
 
-static enum MHD_Result br_srv_get_similar(br_srv_req *rq, struct MHD_Connection *con)
+static int br_srv_get_similar(br_srv_ctx *cx)
 {
-    enum MHD_Result res = MHD_NO;
+    int res = 0;
     uint32_t book;
     size_t k;
-    if (!br_srv_arg_id(rq, con, "book", "book", &book, &res) || !br_srv_arg_k(rq, con, &k, &res))
+    if (!br_srv_arg_id(cx, "book", "book", &book, &res) || !br_srv_arg_k(cx, &k, &res))
         return res;
-    br_srv_model *sm = br_srv_acquire(rq);
+    br_srv_model *sm = br_srv_acquire(cx);
     const br_rec *rec = br_srv_model_rec(sm);
-    br_srv_tls *t = br_srv_tls_get(rq->srv, rec);
+    br_srv_tls *t = br_srv_tls_get(cx->srv, rec);
     if (!t) {
-        res = br_srv_error(rq, con, 500, NULL, "out of memory");
+        res = br_srv_error(cx, 500, NULL, "out of memory");
     } else {
         size_t n = 0;
         br_diag d;
         br_err e = br_rec_similar(rec, t->scratch, book, k, t->items, &n, &d);
         if (e) {
-            res = br_srv_error(rq, con, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
+            res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[64];
             snprintf(q, sizeof q, "\"book_id\":%u,\"k\":%zu", book, k);
-            res = br_srv_send_items(rq, con, sm, q, "cosine", t->items, n);
+            res = br_srv_send_items(cx, sm, q, "cosine", t->items, n);
         }
     }
     br_srv_model_unref(sm);
     return res;
 }
 
-static enum MHD_Result br_srv_get_book(br_srv_req *rq, struct MHD_Connection *con,
+static int br_srv_get_book(br_srv_ctx *cx,
                                        const char *idtext)
 {
     uint32_t id;
     if (!*idtext)
-        return br_srv_error(rq, con, 400, NULL, "missing book id: GET /v1/books/ID");
+        return br_srv_error(cx, 400, NULL, "missing book id: GET /v1/books/ID");
     if (!br_srv_parse_id(idtext, &id))
-        return br_srv_error(rq, con, 400, NULL,
+        return br_srv_error(cx, 400, NULL,
                             "'%.64s' is not a book id (a whole number >= 1)", idtext);
-    br_srv_model *sm = br_srv_acquire(rq);
+    br_srv_model *sm = br_srv_acquire(cx);
     const br_model *m = br_srv_model_model(sm);
     int64_t b = br_model_find_book(m, id);
-    enum MHD_Result res;
+    int res;
     if (b < 0) {
-        res = br_srv_error(rq, con, 404, NULL, "book %u is not in the model", id);
+        res = br_srv_error(cx, 404, NULL, "book %u is not in the model", id);
     } else {
         br_book bk;
         br_model_book_info(m, (uint32_t)b, &bk);
@@ -647,16 +682,16 @@ static enum MHD_Result br_srv_get_book(br_srv_req *rq, struct MHD_Connection *co
         json_object_set_new(o, "goodreads_id", bk.goodreads_id
                                                    ? json_integer((json_int_t)bk.goodreads_id)
                                                    : json_null());
-        res = br_srv_send_json(rq, con, 200, o, NULL);
+        res = br_srv_send_json(cx, 200, o, NULL);
     }
     br_srv_model_unref(sm);
     return res;
 }
 
-static enum MHD_Result br_srv_get_healthz(br_srv_req *rq, struct MHD_Connection *con)
+static int br_srv_get_healthz(br_srv_ctx *cx)
 {
-    br_srv *s = rq->srv;
-    br_srv_model *sm = br_srv_acquire(rq);
+    br_srv *s = cx->srv;
+    br_srv_model *sm = br_srv_acquire(cx);
     const br_model *m = br_srv_model_model(sm);
     const br_model_meta *mt = br_model_get_meta(m);
     char created[32], loaded[32], fp[24];
@@ -683,18 +718,18 @@ static enum MHD_Result br_srv_get_healthz(br_srv_req *rq, struct MHD_Connection 
     json_object_set_new(o, "uptime_seconds",
                         json_real((double)br_srv_mono_ns() * 1e-9 - s->started_mono));
     br_srv_model_unref(sm);
-    return br_srv_send_json(rq, con, 200, o, NULL);
+    return br_srv_send_json(cx, 200, o, NULL);
 }
 
 /* Prometheus text exposition of the counters. */
-static enum MHD_Result br_srv_get_metrics(br_srv_req *rq, struct MHD_Connection *con)
+static int br_srv_get_metrics(br_srv_ctx *cx)
 {
-    br_srv *s = rq->srv;
+    br_srv *s = cx->srv;
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f)
-        return br_srv_error(rq, con, 500, NULL, "out of memory");
+        return br_srv_error(cx, 500, NULL, "out of memory");
     const br_srv_metrics *mx = &s->metrics;
     fputs("# HELP bookrec_http_requests_total HTTP requests answered, by route, method and "
           "status.\n# TYPE bookrec_http_requests_total counter\n",
@@ -734,7 +769,7 @@ static enum MHD_Result br_srv_get_metrics(br_srv_req *rq, struct MHD_Connection 
         fprintf(f, "bookrec_http_request_duration_seconds_count{route=\"%s\"} %lu\n",
                 br_srv_route_name[r], cum);
     }
-    br_srv_model *sm = br_srv_acquire(rq);
+    br_srv_model *sm = br_srv_acquire(cx);
     const br_model *m = br_srv_model_model(sm);
     const br_model_meta *mt = br_model_get_meta(m);
     fprintf(f,
@@ -776,9 +811,9 @@ static enum MHD_Result br_srv_get_metrics(br_srv_req *rq, struct MHD_Connection 
             br_srv_model_live());
     if (fclose(f) != 0 || !buf) {
         free(buf);
-        return br_srv_error(rq, con, 500, NULL, "out of memory");
+        return br_srv_error(cx, 500, NULL, "out of memory");
     }
-    return br_srv_send(rq, con, 200, buf, len, "text/plain; version=0.0.4; charset=utf-8", NULL);
+    return br_srv_send(cx, 200, buf, len, "text/plain; version=0.0.4; charset=utf-8", NULL);
 }
 
 /* ---- libmicrohttpd callbacks -------------------------------------------------- */
@@ -807,6 +842,82 @@ static int br_srv_method_of(const char *m)
     if (!strcmp(m, MHD_HTTP_METHOD_POST))
         return MT_POST;
     return MT_OTHER;
+}
+
+/* ---- the request handler, without HTTP ------------------------------------------- */
+
+/* The first argument whose key or value holds a NUL ("user=1%00x" would
+ * otherwise read as user 1), or NULL. */
+static const br_srv_arg *br_srv_arg_with_nul(const br_srv_query *q)
+{
+    for (size_t i = 0; i < q->n_args; i++) {
+        const br_srv_arg *a = &q->args[i];
+        if ((a->key && strlen(a->key) != a->key_len) ||
+            (a->value && strlen(a->value) != a->value_len))
+            return a;
+    }
+    return NULL;
+}
+
+br_err br_srv_answer(br_srv *s, const br_srv_query *q, br_srv_reply *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s || !q || !q->method || !q->path || (q->n_args && !q->args) ||
+        (q->body_len && !q->body))
+        return BR_ERR_ARG;
+    br_srv_ctx cx = {s, q, out};
+    int route = br_srv_route_of(q->path), method = br_srv_method_of(q->method);
+    int get = method == MT_GET || method == MT_HEAD;
+    int ok = 0;
+    const br_srv_arg *bad;
+    if (route == RT_RECOMMEND && method == MT_POST && q->body_len > s->cfg.max_body) {
+        ok = br_srv_error(&cx, 413, NULL, "body of %zu bytes is over the limit of %zu bytes",
+                          q->body_len, s->cfg.max_body);
+    } else if (route == RT_OTHER) {
+        ok = br_srv_error(&cx, 404, NULL, "no route %.200s %.200s", q->method, q->path);
+    } else if (route == RT_RECOMMEND && method == MT_POST) {
+        ok = br_srv_post_recommend(&cx);
+    } else if (!get) {
+        ok = br_srv_error(&cx, 405, route == RT_RECOMMEND ? "GET, HEAD, POST" : "GET, HEAD",
+                          "method %.32s is not allowed on %s", q->method,
+                          br_srv_route_name[route]);
+    } else if ((bad = br_srv_arg_with_nul(q))) {
+        ok = br_srv_error(&cx, 400, NULL, "query argument '%.64s' has a NUL byte (%%00)",
+                          bad->key);
+    } else {
+        switch (route) {
+        case RT_RECOMMEND:
+            ok = br_srv_get_recommend(&cx);
+            break;
+        case RT_SIMILAR:
+            ok = br_srv_get_similar(&cx);
+            break;
+        case RT_BOOKS:
+            ok = br_srv_get_book(&cx, q->path + 10);
+            break;
+        case RT_HEALTHZ:
+            ok = br_srv_get_healthz(&cx);
+            break;
+        default:
+            ok = br_srv_get_metrics(&cx);
+            break;
+        }
+    }
+    if (!ok) {
+        uint64_t g = out->generation;
+        br_srv_reply_free(out);
+        out->generation = g;
+        return BR_ERR_NOMEM;
+    }
+    return BR_OK;
+}
+
+void br_srv_reply_free(br_srv_reply *r)
+{
+    if (!r)
+        return;
+    free(r->body);
+    memset(r, 0, sizeof *r);
 }
 
 /* The first thing libmicrohttpd calls for a request: the request's state
@@ -929,6 +1040,75 @@ static void br_srv_completed(void *cls, struct MHD_Connection *con, void **req_c
     atomic_fetch_sub(&s->in_flight, 1);
 }
 
+/* Queues a reply made by br_srv_answer (its body is taken over). */
+static enum MHD_Result br_srv_queue(br_srv_req *rq, struct MHD_Connection *con, br_srv_reply *rp)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(rp->len, rp->body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        br_srv_reply_free(rp);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, rp->type);
+    if (rp->allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, rp->allow);
+    if (atomic_load_explicit(&rq->srv->stopping, memory_order_relaxed))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(con, rp->status, r);
+    MHD_destroy_response(r);
+    if (ok == MHD_YES) {
+        rq->status = rp->status;
+        rq->resp_bytes = rp->len;
+    }
+    return ok;
+}
+
+/* Queues an error made here, for what only the HTTP layer sees (431, 413
+ * of a body not kept, out of memory). */
+static enum MHD_Result br_srv_queue_error(br_srv_req *rq, struct MHD_Connection *con,
+                                          unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static enum MHD_Result br_srv_queue_error(br_srv_req *rq, struct MHD_Connection *con,
+                                          unsigned status, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    br_srv_reply r = {0};
+    br_srv_query q = {0};
+    br_srv_ctx cx = {rq->srv, &q, &r};
+    if (!br_srv_error(&cx, status, NULL, "%s", msg))
+        return MHD_NO;
+    return br_srv_queue(rq, con, &r);
+}
+
+/* The query arguments libmicrohttpd decoded, in order. */
+typedef struct br_srv_args {
+    br_srv_arg *v;
+    size_t n, cap;
+    int oom;
+} br_srv_args;
+
+static enum MHD_Result br_srv_collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          size_t key_len, const char *value, size_t value_len)
+{
+    br_srv_args *a = cls;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 8;
+        br_srv_arg *v = realloc(a->v, cap * sizeof *v);
+        if (!v) {
+            a->oom = 1;
+            return MHD_NO;
+        }
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = (br_srv_arg){key, value, key_len, value ? value_len : 0};
+    return MHD_YES;
+}
+
 static enum MHD_Result br_srv_count_header(void *cls, enum MHD_ValueKind kind,
                                            const char *key, const char *value)
 {
@@ -960,17 +1140,17 @@ static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, cons
         size_t hbytes = strlen(url) + strlen(method) + 16;
         MHD_get_connection_values(con, MHD_HEADER_KIND, br_srv_count_header, &hbytes);
         if (hbytes > s->cfg.max_header)
-            return br_srv_error(rq, con, 431, NULL,
-                                "request line and headers of %zu bytes are over the limit of "
-                                "%zu bytes", hbytes, s->cfg.max_header);
+            return br_srv_queue_error(rq, con, 431,
+                                      "request line and headers of %zu bytes are over the limit "
+                                      "of %zu bytes", hbytes, s->cfg.max_header);
         if (rq->route == RT_RECOMMEND && rq->method == MT_POST) {
             const char *cl =
                 MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
             if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) {
                 rq->body_too_big = 1;
-                return br_srv_error(rq, con, 413, NULL,
-                                    "body of %.20s bytes is over the limit of %zu bytes", cl,
-                                    s->cfg.max_body);
+                return br_srv_queue_error(rq, con, 413,
+                                          "body of %.20s bytes is over the limit of %zu bytes",
+                                          cl, s->cfg.max_body);
             }
         }
         return MHD_YES;
@@ -997,7 +1177,7 @@ static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, cons
                 cap *= 2;
             char *p = realloc(rq->body, cap);
             if (!p)
-                return br_srv_error(rq, con, 500, NULL, "out of memory");
+                return br_srv_queue_error(rq, con, 500, "out of memory");
             rq->body = p;
             rq->body_cap = cap;
         }
@@ -1006,38 +1186,27 @@ static enum MHD_Result br_srv_handle(void *cls, struct MHD_Connection *con, cons
         return MHD_YES;
     }
     if (rq->body_too_big)
-        return br_srv_error(rq, con, 413, NULL, "body of %zu bytes is over the limit of %zu bytes",
-                            rq->body_len, s->cfg.max_body);
-    int get = rq->method == MT_GET || rq->method == MT_HEAD;
-    switch (rq->route) {
-    case RT_RECOMMEND:
-        if (rq->method == MT_POST)
-            return br_srv_post_recommend(rq, con);
-        if (!get)
-            break;
-        return br_srv_get_recommend(rq, con);
-    case RT_SIMILAR:
-        if (!get)
-            break;
-        return br_srv_get_similar(rq, con);
-    case RT_BOOKS:
-        if (!get)
-            break;
-        return br_srv_get_book(rq, con, url + 10);
-    case RT_HEALTHZ:
-        if (!get)
-            break;
-        return br_srv_get_healthz(rq, con);
-    case RT_METRICS:
-        if (!get)
-            break;
-        return br_srv_get_metrics(rq, con);
-    default:
-        return br_srv_error(rq, con, 404, NULL, "no route %.200s %.200s", method, url);
+        return br_srv_queue_error(rq, con, 413, "body of %zu bytes is over the limit of %zu bytes",
+                                  rq->body_len, s->cfg.max_body);
+    /* rq->uri starts with the path as sent: a "%00" there would cut the
+     * decoded path short ("/v1/books/3%00x" read as book 3) */
+    size_t plen = strcspn(rq->uri, "?");
+    if (memmem(rq->uri, plen, "%00", 3))
+        return br_srv_queue_error(rq, con, 400, "the path has a NUL byte (%%00)");
+    br_srv_args args = {0};
+    MHD_get_connection_values_n(con, MHD_GET_ARGUMENT_KIND, br_srv_collect_arg, &args);
+    if (args.oom) {
+        free(args.v);
+        return br_srv_queue_error(rq, con, 500, "out of memory");
     }
-    return br_srv_error(rq, con, 405, rq->route == RT_RECOMMEND ? "GET, HEAD, POST" : "GET, HEAD",
-                        "method %.32s is not allowed on %s", method,
-                        br_srv_route_name[rq->route]);
+    br_srv_query q = {method, url, args.v, args.n, rq->body, rq->body_len};
+    br_srv_reply r;
+    br_err e = br_srv_answer(s, &q, &r);
+    free(args.v);
+    rq->generation = r.generation;
+    if (e)
+        return MHD_NO;   /* not even an error answer could be made */
+    return br_srv_queue(rq, con, &r);
 }
 
 static void br_srv_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1122,6 +1291,40 @@ br_err br_srv_create(const br_srv_config *c, const char *model_path, br_srv **ou
     return BR_OK;
 }
 
+/* Every connection is a file descriptor. When the soft RLIMIT_NOFILE is
+ * too low for the connection limit (1,024, the usual default, is), accept()
+ * fails with EMFILE near the limit and libmicrohttpd stops accepting for a
+ * while: every new client, /healthz included, waits seconds. So the soft
+ * limit is raised (up to the hard one) to the connection limit plus room
+ * for the listening socket, each worker's epoll and wake-up descriptors and
+ * the model and logs; if even the hard limit is too low, the connection
+ * limit is lowered to what fits (and logged), so a full server refuses new
+ * connections at once instead. Returns the connection limit to use. */
+static unsigned br_srv_fit_connections(br_srv *s)
+{
+    rlim_t want = (rlim_t)s->cfg.max_connections + 32 + 4 * (rlim_t)s->cfg.threads;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= want)
+        return s->cfg.max_connections;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = old;
+    if (rl.rlim_cur >= want)
+        return s->cfg.max_connections;
+    rlim_t room = rl.rlim_cur > want - s->cfg.max_connections
+                      ? rl.rlim_cur - (want - s->cfg.max_connections) : 1;
+    if (s->cfg.log) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "connection limit lowered from %u to %u: only %llu file "
+                 "descriptors allowed (ulimit -n)", s->cfg.max_connections, (unsigned)room,
+                 (unsigned long long)rl.rlim_cur);
+        s->cfg.log(s->cfg.log_ctx, msg);
+    }
+    return (unsigned)room;
+}
+
 br_err br_srv_start(br_srv *s, br_diag *diag)
 {
     if (!s || s->daemon || s->stopped)
@@ -1151,6 +1354,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     else
         ((struct sockaddr_in *)&s->addr)->sin_port = htons((uint16_t)s->cfg.port);
 
+    unsigned conn_limit = br_srv_fit_connections(s);
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
@@ -1159,7 +1363,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &s->addr};
     if (s->cfg.threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, conn_limit, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL};
     /* libmicrohttpd answers headers that do not fit its per-connection
      * memory with its own (HTML) 431; give it room for twice the limit so

@@ -95,4 +95,46 @@ unsigned br_srv_in_flight(const br_srv *s);
  * reload. */
 uint64_t br_srv_generation(br_srv *s);
 
+/* ---- the request handler without HTTP ----------------------------------------------
+ * What the libmicrohttpd callback does once a request is read, as a pure
+ * function of the request (also what the fuzz targets and tests call):
+ * route, method, decoded query arguments and body in, status and answer
+ * out. The HTTP layer keeps what only it sees: the header size limit (431),
+ * a body over the limit it would not keep (413 without reading it), the
+ * access log and the metrics. Needs no br_srv_start. Thread-safe: any
+ * number of threads may call it at once (each keeps its own scratch). */
+
+typedef struct br_srv_arg {
+    const char *key;
+    const char *value;          /* NULL for "?key" without '=' */
+    size_t key_len, value_len;  /* decoded lengths: more than strlen when "%00"
+                                 * put a NUL inside (such an argument is a 400) */
+} br_srv_arg;
+
+typedef struct br_srv_query {
+    const char *method;         /* "GET", "HEAD", "POST", anything else gives 405 */
+    const char *path;           /* decoded, without the query string */
+    const br_srv_arg *args;     /* decoded query arguments in order; the first of a
+                                 * repeated key counts */
+    size_t n_args;
+    const char *body;           /* POST body of body_len bytes, no NUL needed */
+    size_t body_len;
+} br_srv_query;
+
+typedef struct br_srv_reply {
+    unsigned status;            /* 200, 400, 404, 405, 413 or 500 */
+    char *body;                 /* len bytes, malloc'd: JSON and a newline
+                                 * (Prometheus text for /metrics) */
+    size_t len;
+    const char *type;           /* Content-Type */
+    const char *allow;          /* the Allow header of a 405, else NULL */
+    uint64_t generation;        /* of the model that answered, 0 if none was needed */
+} br_srv_reply;
+
+/* Answers q into *out (free with br_srv_reply_free). BR_ERR_ARG for NULL
+ * arguments, BR_ERR_NOMEM when not even an error answer could be made
+ * (*out is then empty); every other failure is an answer with its status. */
+br_err br_srv_answer(br_srv *s, const br_srv_query *q, br_srv_reply *out);
+void br_srv_reply_free(br_srv_reply *r);   /* NULL ok */
+
 #endif

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 shift || true
-all=(fuzz_ratings fuzz_ratings_skip fuzz_books fuzz_tags fuzz_model)
+all=(fuzz_ratings fuzz_ratings_skip fuzz_books fuzz_tags fuzz_model fuzz_server_query fuzz_server_body)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 case $secs in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a number, got '$secs'" >&2; exit 2 ;; esac
