@@ -247,12 +247,13 @@ static size_t br_qscan_best(const float *x, size_t n, size_t want, float *val, u
  * exact score of those distinct books is such a score. -INFINITY if fewer
  * than k were found. k <= 32. */
 static float br_qscan_floor(const br_qscan *q, const float *bound, const float *gmax,
-                            const uint32_t *ex, size_t n_ex, size_t k, br_qscan_ctx *c)
+                            const uint32_t *ex, size_t n_ex, size_t k, br_qscan_ctx *c,
+                            uint32_t *seed, float *val, size_t *n_seed)
 {
     size_t groups = (q->n_blocks + 1) / 2, want = BR_QSCAN_SEEDS * k;
-    float val[BR_QSCAN_SEEDS * 32];
-    uint32_t seed[BR_QSCAN_SEEDS * 32];
+    float tmp[BR_QSCAN_SEEDS * 32];
     size_t got = br_qscan_best(gmax, groups, want, val, seed), found = 0;
+    *n_seed = 0;
     for (size_t g = 0; g < got; g++) {
         uint32_t lo = seed[g] * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books, best;
         /* the group's best bound; the next best while that book is read */
@@ -273,17 +274,26 @@ static float br_qscan_floor(const br_qscan *q, const float *bound, const float *
     }
     if (found < k)
         return -INFINITY;
+    /* the seeds' exact scores, kept (ascending by book) for the candidates */
+    for (size_t i = 1; i < found; i++) {
+        uint32_t b = seed[i];
+        size_t j = i;
+        for (; j > 0 && seed[j - 1] > b; j--)
+            seed[j] = seed[j - 1];
+        seed[j] = b;
+    }
     for (size_t i = 0; i < found; i++)
-        val[i] = br_qscan_exact(c, seed[i]);
+        tmp[i] = val[i] = br_qscan_exact(c, seed[i]);
+    *n_seed = found;
     /* the k-th largest: sort the few values (descending, NaN last) */
     for (size_t i = 1; i < found; i++) {
-        float v = val[i];
+        float v = tmp[i];
         size_t j = i;
-        for (; j > 0 && (val[j - 1] < v || (val[j - 1] != val[j - 1] && v == v)); j--)
-            val[j] = val[j - 1];
-        val[j] = v;
+        for (; j > 0 && (tmp[j - 1] < v || (tmp[j - 1] != tmp[j - 1] && v == v)); j--)
+            tmp[j] = tmp[j - 1];
+        tmp[j] = v;
     }
-    float floor = val[k - 1];
+    float floor = tmp[k - 1];
     return floor == floor ? floor : -INFINITY;
 }
 
@@ -366,16 +376,30 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
          * fetched together, scored exactly, and the k best of them taken. */
         uint32_t *cidx = (uint32_t *)(gmax + groups);
         float *cscore = (float *)(cidx + q->n_books);
-        float floor = br_qscan_floor(q, bound, gmax, exclude, n_ex, k, &c);
+        uint32_t seed[BR_QSCAN_SEEDS * 32];
+        float sval[BR_QSCAN_SEEDS * 32];
+        size_t ns = 0;
+        float floor = br_qscan_floor(q, bound, gmax, exclude, n_ex, k, &c, seed, sval, &ns);
         size_t nc = floor > -INFINITY
                         ? br_qscan_candidates(q, bound, gmax, floor, exclude, n_ex, cidx,
                                               q->n_books / 4)
                         : SIZE_MAX;
         if (nc != SIZE_MAX) {
-            for (size_t i = 0; i < nc; i++)
-                br_qscan_prefetch(&c, cidx[i]);
-            for (size_t i = 0; i < nc; i++)
-                cscore[i] = br_qscan_exact(&c, cidx[i]);
+            /* seeds are candidates too (their bound reaches their exact
+             * score, which reaches the floor): reuse their scores */
+            size_t si = 0;
+            for (size_t i = 0; i < nc; i++) {
+                while (si < ns && seed[si] < cidx[i])
+                    si++;
+                if (!(si < ns && seed[si] == cidx[i]))
+                    br_qscan_prefetch(&c, cidx[i]);
+            }
+            si = 0;
+            for (size_t i = 0; i < nc; i++) {
+                while (si < ns && seed[si] < cidx[i])
+                    si++;
+                cscore[i] = si < ns && seed[si] == cidx[i] ? sval[si] : br_qscan_exact(&c, cidx[i]);
+            }
             /* positions ascend with the book indices, so ties still go to
              * the lower index */
             size_t got = br_topk(cscore, nc, NULL, 0, k, out);
