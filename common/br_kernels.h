@@ -69,22 +69,21 @@ typedef struct br_kernels {
     void (*score)(const float *u, const float *Q, size_t n_books, size_t stride,
                   const float *bias, float add, float *out);
 
-    /* The quantised pre-scan of br_qscan (see br_qscan.h): for every block
-     * of 8 books, the exact integer dot products of the reader's offset
-     * 7-bit values `uq` (stride / 4 words of four uint8 in 1..127, the
-     * lowest dimension in the low byte) with the books' int8 values (block
-     * layout: for each group of four dimensions, 8 books x 4 values), less
-     * corr[b], then for book b
-     *   out[b] = (add + base[b]) + (su * scale[b]) * (float)(idot - corr[b])
-     *            + ((ce * scale[b] + su * qerr[b]) + cm)
+    /* The quantised pre-scan of br_qscan (see br_qscan.h). Block j of 8
+     * books is 8 stride + 128 bytes at blk + j (8 stride + 128): the books'
+     * int8 values (for each group of four dimensions, 8 books x 4 values),
+     * then for the 8 books int32 corr[8], float base[8], scale[8],
+     * qerr[8]. For every book, the exact integer dot product idot of the
+     * reader's offset 7-bit values `uq` (stride / 4 words of four uint8 in
+     * 1..127, the lowest dimension in the low byte) with its values, then
+     *   out[b] = (add + base) + (su * scale) * (float)(idot - corr)
+     *            + ((ce * scale + su * qerr) + cm)
      * in that order, no fused operations; gmax[g] = the max of out over
      * books 16 g .. 16 g + 15 (padding included). Integer sums are exact
      * (products stay below 2^15 per pair, so vpmaddubsw never saturates),
      * so every table gives the same bits. */
     void (*qscan)(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
-                  const int32_t *corr, const float *base, const float *scale,
-                  const float *qerr, float add, float su, float ce, float cm, float *out,
-                  float *gmax);
+                  float add, float su, float ce, float cm, float *out, float *gmax);
 } br_kernels;
 
 /* The table for this CPU (avx512 when the CPU has AVX2, FMA and AVX-512

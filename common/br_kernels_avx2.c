@@ -193,11 +193,10 @@ static inline __m256i br_qscan_quad(__m256i u, const int8_t *x, __m256i ones)
 
 /* Four blocks share each broadcast of the reader's four values. */
 static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks,
-                          size_t stride, const int32_t *corr, const float *base,
-                          const float *scale, const float *qerr, float add, float su,
-                          float ce, float cm, float *out, float *gmax)
+                          size_t stride, float add, float su, float ce, float cm, float *out,
+                          float *gmax)
 {
-    size_t quads = stride / 4, bs = 8 * stride, j = 0;
+    size_t quads = stride / 4, bs = 8 * stride + 128, kv = 8 * stride, j = 0;
     __m256 vadd = _mm256_set1_ps(add), vsu = _mm256_set1_ps(su), vce = _mm256_set1_ps(ce),
            vcm = _mm256_set1_ps(cm);
     __m256i ones = _mm256_set1_epi16(1);
@@ -213,10 +212,10 @@ static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks
             a2 = _mm256_add_epi32(br_qscan_quad(u, x + 2 * bs, ones), a2);
             a3 = _mm256_add_epi32(br_qscan_quad(u, x + 3 * bs, ones), a3);
         }
-        br_qscan_out8_avx2(a0, j, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(a1, j + 1, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(a2, j + 2, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(a3, j + 3, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a0, j, q + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a1, j + 1, q + bs + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a2, j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a3, j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
     }
     for (; j < n_blocks; j++) {
         const int8_t *q = blk + j * bs;
@@ -224,7 +223,7 @@ static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks
         for (size_t p = 0; p < quads; p++)
             a0 = _mm256_add_epi32(br_qscan_quad(_mm256_set1_epi32((int32_t)uq[p]), q + p * 32,
                                                 ones), a0);
-        br_qscan_out8_avx2(a0, j, corr, base, scale, qerr, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(a0, j, q + kv, vadd, vsu, vce, vcm, out, gmax);
     }
 }
 
@@ -244,9 +243,7 @@ const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
 /* In br_kernels_avx512.c (AVX-512 F/BW/VNNI); the "avx512" table is this
  * one with the kernels that gain from AVX-512 replaced. */
 void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
-                     const int32_t *corr, const float *base, const float *scale,
-                     const float *qerr, float add, float su, float ce, float cm, float *out,
-                     float *gmax);
+                     float add, float su, float ce, float cm, float *out, float *gmax);
 
 static const br_kernels br_avx512_table = {
     .name = "avx512",

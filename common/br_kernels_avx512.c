@@ -27,15 +27,13 @@ static inline __m512i br_upair512(const uint32_t *uq, size_t p)
                               _mm256_set1_epi32((int32_t)uq[p + 1]), 1);
 }
 
-/* Two 4-dimension groups of a block are 64 contiguous bytes (the layout of
- * br_qscan.c), so one vpdpbusd takes both; four blocks share each reader
+/* Two 4-dimension groups of a block are 64 contiguous bytes (the layout in
+ * br_kernels.h), so one vpdpbusd takes both; four blocks share each reader
  * register. Strides are multiples of 8, so the groups come in pairs. */
 void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
-                     const int32_t *corr, const float *base, const float *scale,
-                     const float *qerr, float add, float su, float ce, float cm, float *out,
-                     float *gmax)
+                     float add, float su, float ce, float cm, float *out, float *gmax)
 {
-    size_t quads = stride / 4, bs = 8 * stride, j = 0;
+    size_t quads = stride / 4, bs = 8 * stride + 128, kv = 8 * stride, j = 0;
     __m256 vadd = _mm256_set1_ps(add), vsu = _mm256_set1_ps(su), vce = _mm256_set1_ps(ce),
            vcm = _mm256_set1_ps(cm);
     for (; j + 4 <= n_blocks; j += 4) {
@@ -50,21 +48,16 @@ void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, siz
             a2 = _mm512_dpbusd_epi32(a2, u, _mm512_load_si512(x + 2 * bs));
             a3 = _mm512_dpbusd_epi32(a3, u, _mm512_load_si512(x + 3 * bs));
         }
-        br_qscan_out8_avx2(br_fold512(a0), j, corr, base, scale, qerr, vadd, vsu, vce, vcm, out,
-                           gmax);
-        br_qscan_out8_avx2(br_fold512(a1), j + 1, corr, base, scale, qerr, vadd, vsu, vce, vcm,
-                           out, gmax);
-        br_qscan_out8_avx2(br_fold512(a2), j + 2, corr, base, scale, qerr, vadd, vsu, vce, vcm,
-                           out, gmax);
-        br_qscan_out8_avx2(br_fold512(a3), j + 3, corr, base, scale, qerr, vadd, vsu, vce, vcm,
-                           out, gmax);
+        br_qscan_out8_avx2(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(br_fold512(a1), j + 1, q + bs + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(br_fold512(a2), j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_out8_avx2(br_fold512(a3), j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
     }
     for (; j < n_blocks; j++) {
         const int8_t *q = blk + j * bs;
         __m512i a0 = _mm512_setzero_si512();
         for (size_t p = 0; p < quads; p += 2)
             a0 = _mm512_dpbusd_epi32(a0, br_upair512(uq, p), _mm512_load_si512(q + p * 32));
-        br_qscan_out8_avx2(br_fold512(a0), j, corr, base, scale, qerr, vadd, vsu, vce, vcm, out,
-                           gmax);
+        br_qscan_out8_avx2(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out, gmax);
     }
 }

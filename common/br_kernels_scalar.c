@@ -8,6 +8,8 @@
  */
 #include "br_kernels.h"
 
+#include <string.h>
+
 #include <math.h>
 
 /* The AVX2 horizontal sum's tree: ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)). */
@@ -129,21 +131,26 @@ static void br_score_scalar(const float *u, const float *Q, size_t n_books, size
 }
 
 static void br_qscan_scalar(const uint32_t *uq, const int8_t *blk, size_t n_blocks,
-                            size_t stride, const int32_t *corr, const float *base,
-                            const float *scale, const float *qerr, float add, float su,
-                            float ce, float cm, float *out, float *gmax)
+                            size_t stride, float add, float su, float ce, float cm, float *out,
+                            float *gmax)
 {
-    size_t quads = stride / 4;
+    size_t quads = stride / 4, bs = 8 * stride + 128;
     for (size_t j = 0; j < n_blocks; j++) {
-        const int8_t *q = blk + j * 8 * stride;
+        const int8_t *q = blk + j * bs;
+        const uint8_t *k = (const uint8_t *)q + 8 * stride;
         for (size_t l = 0; l < 8; l++) {
             int32_t acc = 0;
             for (size_t p = 0; p < quads; p++)
                 for (int t = 0; t < 4; t++)
                     acc += (int32_t)((uq[p] >> (8 * t)) & 0xff) * q[p * 32 + 4 * l + t];
-            size_t b = j * 8 + l;
-            float e = (ce * scale[b] + su * qerr[b]) + cm;
-            out[b] = ((add + base[b]) + (su * scale[b]) * (float)(acc - corr[b])) + e;
+            int32_t corr;
+            float base, scale, qerr;
+            memcpy(&corr, k + 4 * l, 4);
+            memcpy(&base, k + 32 + 4 * l, 4);
+            memcpy(&scale, k + 64 + 4 * l, 4);
+            memcpy(&qerr, k + 96 + 4 * l, 4);
+            float e = (ce * scale + su * qerr) + cm;
+            out[j * 8 + l] = ((add + base) + (su * scale) * (float)(acc - corr)) + e;
         }
         float mx = out[j * 8];
         for (size_t l = 1; l < 8; l++)

@@ -48,11 +48,7 @@
 struct br_qscan {
     uint32_t n_books, stride, n_blocks;
     const float *Q, *bias;        /* the exact data (caller's) */
-    int8_t *blk;                  /* n_blocks x 8 x stride, block layout */
-    int32_t *corr;                /* 64 sum_i q~_bi, zero padded */
-    float *base;                  /* bias, zero padded to n_blocks x 8 */
-    float *scale;                 /* s_b, zero padded */
-    float *qerr;                  /* qerr_b, zero padded */
+    int8_t *blk;                  /* n_blocks blocks of 8 stride + 128 bytes (br_kernels.h) */
     float max_abs_bias;
 };
 
@@ -70,10 +66,6 @@ void br_qscan_free(br_qscan *q)
     if (!q)
         return;
     free(q->blk);
-    free(q->corr);
-    free(q->base);
-    free(q->scale);
-    free(q->qerr);
     free(q);
 }
 
@@ -106,13 +98,9 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
     q->n_blocks = (n_books + 7) / 8;
     q->Q = Q;
     q->bias = bias;
-    size_t npad = (size_t)q->n_blocks * 8;
-    q->blk = br_qscan_alloc(npad * stride * sizeof *q->blk);
-    q->corr = br_qscan_alloc(npad * sizeof *q->corr);
-    q->base = br_qscan_alloc(npad * sizeof(float));
-    q->scale = br_qscan_alloc(npad * sizeof(float));
-    q->qerr = br_qscan_alloc(npad * sizeof(float));
-    if (!q->blk || !q->corr || !q->base || !q->scale || !q->qerr) {
+    size_t bs = 8 * (size_t)stride + 128;
+    q->blk = br_qscan_alloc(q->n_blocks * bs);
+    if (!q->blk) {
         br_qscan_free(q);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory for the quantised books");
     }
@@ -135,7 +123,8 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
             return br_fail(diag, BR_ERR_UNSUPPORTED, "book %u has a bias the quantised scan "
                            "cannot bound", b);
         }
-        q->base[b] = bb;
+        uint8_t *k = (uint8_t *)q->blk + (size_t)(b / 8) * bs + 8 * (size_t)stride + 4 * (b % 8);
+        memcpy(k + 32, &bb, 4);   /* base */
         q->max_abs_bias = fmaxf(q->max_abs_bias, fabsf(bb));
         if (mx == 0.0f)
             continue;   /* all zero: scale 0, values 0, error 0 */
@@ -144,7 +133,7 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
             s = FLT_MIN;   /* tiny rows: values still round within the limit */
         double q1 = 0.0, worst = 0.0;
         int32_t sum = 0;
-        int8_t *dst = q->blk + (size_t)(b / 8) * 8 * stride + 4 * (b % 8);
+        int8_t *dst = q->blk + (size_t)(b / 8) * bs + 4 * (b % 8);
         for (uint32_t i = 0; i < stride; i++) {
             double err;
             int32_t v = br_qscan_round(row[i], s, BR_QSCAN_LB, &err);
@@ -153,13 +142,15 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
             sum += v;
             dst[(i / 4) * 32 + (i % 4)] = (int8_t)v;
         }
-        q->corr[b] = 64 * sum;
+        int32_t corr = 64 * sum;
+        memcpy(k, &corr, 4);
         if (worst > h) {   /* cannot happen for finite normal values; be sure */
             br_qscan_free(q);
             return br_fail(diag, BR_ERR_UNSUPPORTED, "book %u quantises past the bound", b);
         }
-        q->scale[b] = s;
-        q->qerr[b] = (float)((double)s * (h * q1 + h * h * stride) * (1.0 + 0x1p-20));
+        float qerr = (float)((double)s * (h * q1 + h * h * stride) * (1.0 + 0x1p-20));
+        memcpy(k + 64, &s, 4);
+        memcpy(k + 96, &qerr, 4);
     }
     *out = q;
     return BR_OK;
@@ -167,8 +158,7 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
 
 size_t br_qscan_bytes(const br_qscan *q)
 {
-    size_t npad = (size_t)q->n_blocks * 8;
-    return npad * q->stride * sizeof *q->blk + npad * sizeof *q->corr + 3 * npad * sizeof(float);
+    return (size_t)q->n_blocks * (8 * (size_t)q->stride + 128);
 }
 
 /* The bounds (n_blocks x 8 floats), the group maxima (ceil(n_blocks / 2)
@@ -365,8 +355,7 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
     float ce = (float)(((double)su * h * u1 + m * l1 * BR_QSCAN_LB) * up1);
     float cm = (float)((m * (fabs((double)add) + q->max_abs_bias) + 64 * (double)FLT_MIN) * up1);
     float *bound = work, *gmax = work + (size_t)q->n_blocks * 8;
-    kt->qscan(uq, q->blk, q->n_blocks, n, q->corr, q->base, q->scale, q->qerr, add, su, ce, cm,
-              bound, gmax);
+    kt->qscan(uq, q->blk, q->n_blocks, n, add, su, ce, cm, bound, gmax);
     br_qscan_ctx c = {kt, u, q->Q, q->bias, n, add};
     if (k > q->n_books)
         k = q->n_books;

@@ -13,20 +13,20 @@
 #include <stdint.h>
 
 /* Bounds of the eight books of block j from their integer dot products d
- * (before the offset correction), and the block's max into its group of 16
- * (blocks 2g and 2g + 1). */
-static inline void br_qscan_out8_avx2(__m256i d, size_t j, const int32_t *corr,
-                                      const float *base,
-                        const float *scale, const float *qerr, __m256 vadd, __m256 vsu,
-                        __m256 vce, __m256 vcm, float *out, float *gmax)
+ * (before the offset correction); k: the block's constants (corr, base,
+ * scale, qerr, 8 each); and the block's max into its group of 16 (blocks
+ * 2g and 2g + 1). */
+static inline void br_qscan_out8_avx2(__m256i d, size_t j, const int8_t *k, __m256 vadd,
+                                      __m256 vsu, __m256 vce, __m256 vcm, float *out,
+                                      float *gmax)
 {
     size_t b = j * 8;
-    d = _mm256_sub_epi32(d, _mm256_loadu_si256((const __m256i *)(corr + b)));
-    __m256 sc = _mm256_loadu_ps(scale + b);
+    d = _mm256_sub_epi32(d, _mm256_load_si256((const __m256i *)k));
+    __m256 sc = _mm256_load_ps((const float *)(k + 64));
     __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(vce, sc),
-                                           _mm256_mul_ps(vsu, _mm256_loadu_ps(qerr + b))),
+                                           _mm256_mul_ps(vsu, _mm256_load_ps((const float *)(k + 96)))),
                              vcm);
-    __m256 s = _mm256_add_ps(_mm256_add_ps(vadd, _mm256_loadu_ps(base + b)),
+    __m256 s = _mm256_add_ps(_mm256_add_ps(vadd, _mm256_load_ps((const float *)(k + 32))),
                              _mm256_mul_ps(_mm256_mul_ps(vsu, sc), _mm256_cvtepi32_ps(d)));
     __m256 r = _mm256_add_ps(s, e);
     _mm256_storeu_ps(out + b, r);

@@ -76,31 +76,35 @@ static void test_kernel_tables_agree(void **state)
         for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
             size_t st = strides[si], nb = blocks[bi], nbooks = nb * 8, groups = (nb + 1) / 2;
             uint32_t *uq = zalloc64(st / 4 * sizeof *uq);
-            int8_t *blk = zalloc64(nbooks * st);
-            int32_t *corr = zalloc64(nbooks * sizeof *corr);
-            float *base = zalloc64(nbooks * 4), *scale = zalloc64(nbooks * 4),
-                  *qerr = zalloc64(nbooks * 4);
+            size_t bs = 8 * st + 128;
+            int8_t *blk = zalloc64(nb * bs);
             for (size_t i = 0; i < st / 4; i++)
                 for (int b = 0; b < 4; b++)
                     uq[i] |= (uint32_t)(1 + br_rng_below(&g, 127)) << (8 * b);
-            for (size_t i = 0; i < nbooks * st; i++)
-                blk[i] = (int8_t)((int)br_rng_below(&g, 255) - 127);
-            for (size_t b = 0; b < nbooks; b++) {
-                corr[b] = (int32_t)br_rng_below(&g, 200000) - 100000;
-                base[b] = unif(&g, -2, 2);
-                scale[b] = unif(&g, 0, 0.01f);
-                qerr[b] = unif(&g, 0, 0.5f);
+            for (size_t j = 0; j < nb; j++) {
+                for (size_t i = 0; i < 8 * st; i++)
+                    blk[j * bs + i] = (int8_t)((int)br_rng_below(&g, 255) - 127);
+                uint8_t *k = (uint8_t *)blk + j * bs + 8 * st;
+                for (size_t l = 0; l < 8; l++) {
+                    int32_t corr = (int32_t)br_rng_below(&g, 200000) - 100000;
+                    float base = unif(&g, -2, 2), scale = unif(&g, 0, 0.01f),
+                          qerr = unif(&g, 0, 0.5f);
+                    memcpy(k + 4 * l, &corr, 4);
+                    memcpy(k + 32 + 4 * l, &base, 4);
+                    memcpy(k + 64 + 4 * l, &scale, 4);
+                    memcpy(k + 96 + 4 * l, &qerr, 4);
+                }
             }
             float add = unif(&g, -3, 3), su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1),
                   cm = unif(&g, 0, 1e-4f);
             float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(groups * 4);
-            t[0]->qscan(uq, blk, nb, st, corr, base, scale, qerr, add, su, ce, cm, out0, gm0);
+            t[0]->qscan(uq, blk, nb, st, add, su, ce, cm, out0, gm0);
             for (size_t b = 0; b < nbooks; b++) {   /* the maxima are of the bounds */
                 assert_true(out0[b] <= gm0[b / 16]);
             }
             for (size_t ti = 1; ti < nt; ti++) {
                 float *out = zalloc64(nbooks * 4), *gm = zalloc64(groups * 4);
-                t[ti]->qscan(uq, blk, nb, st, corr, base, scale, qerr, add, su, ce, cm, out, gm);
+                t[ti]->qscan(uq, blk, nb, st, add, su, ce, cm, out, gm);
                 if (memcmp(out, out0, nbooks * 4) != 0 || memcmp(gm, gm0, groups * 4) != 0) {
                     print_error("qscan %s differs from scalar: stride %zu, %zu blocks\n",
                                 t[ti]->name, st, nb);
@@ -113,10 +117,6 @@ static void test_kernel_tables_agree(void **state)
             free(gm0);
             free(uq);
             free(blk);
-            free(corr);
-            free(base);
-            free(scale);
-            free(qerr);
         }
 }
 
