@@ -84,7 +84,7 @@ for books in $catalogues; do
             cat "$log" >&2
             exit 1
         }
-        read -r p50 p99 < <(sed -n 's/.*br_rec_user (heap top-k) *//p' "$log" | awk '{print $1, $2}')
+        read -r p50 p99 < <(sed -n 's/.*br_rec_user (pre-scan + exact) *//p' "$log" | awk '{print $1, $2}')
         for i in 1 2 3 4 5; do
             "$b/peakrss" -o "$dir/rss.$i" "$b/bookrec-infer" -m "$model" --user 1 --top 10 >/dev/null
         done
