@@ -29,6 +29,7 @@
 #endif
 
 #include <errno.h>
+#include <malloc.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -807,6 +808,11 @@ static int parse_listen(const char *spec, char *host, size_t hcap, unsigned *por
  * stop accepting, let the requests in flight finish and return 0. */
 static int run_serve(const cli *c)
 {
+    /* Every reload allocates a new model's tables (hundreds of KB) and frees
+     * the old: a fixed mmap threshold keeps such blocks on mmap, returned to
+     * the system when freed, instead of glibc's adaptive threshold moving
+     * them onto the heap where they stay resident. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     br_srv_config cfg;
     br_srv_config_default(&cfg);
     char host[256];
