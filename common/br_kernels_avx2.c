@@ -227,16 +227,12 @@ static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks
     }
 }
 
-static const br_kernels br_avx2_table = {
-    .name = "avx2",
-    .dot = br_dot_avx2,
-    .sgd_mf = br_sgd_mf_avx2,
-    .adam_mf = br_adam_mf_avx2,
-    .bpr_mf = br_bpr_mf_avx2,
-    .adam_bpr = br_adam_bpr_avx2,
-    .score = br_score_avx2,
-    .qscan = br_qscan_avx2,
-};
+/* The entries both tables share: everything AVX-512 does not improve. */
+#define BR_AVX2_COMMON                                                                   \
+    .dot = br_dot_avx2, .sgd_mf = br_sgd_mf_avx2, .adam_mf = br_adam_mf_avx2,          \
+    .bpr_mf = br_bpr_mf_avx2, .adam_bpr = br_adam_bpr_avx2, .score = br_score_avx2
+
+static const br_kernels br_avx2_table = {.name = "avx2", BR_AVX2_COMMON, .qscan = br_qscan_avx2};
 
 const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
 
@@ -245,15 +241,7 @@ const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
 void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
                      float add, float su, float ce, float cm, float *out, float *gmax);
 
-static const br_kernels br_avx512_table = {
-    .name = "avx512",
-    .dot = br_dot_avx2,
-    .sgd_mf = br_sgd_mf_avx2,
-    .adam_mf = br_adam_mf_avx2,
-    .bpr_mf = br_bpr_mf_avx2,
-    .adam_bpr = br_adam_bpr_avx2,
-    .score = br_score_avx2,
-    .qscan = br_qscan_avx512,
-};
+static const br_kernels br_avx512_table = {.name = "avx512", BR_AVX2_COMMON,
+                                           .qscan = br_qscan_avx512};
 
 const br_kernels *br_kernels_avx512_table(void) { return &br_avx512_table; }
