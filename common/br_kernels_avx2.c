@@ -212,10 +212,11 @@ static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks
             a2 = _mm256_add_epi32(br_qscan_quad(u, x + 2 * bs, ones), a2);
             a3 = _mm256_add_epi32(br_qscan_quad(u, x + 3 * bs, ones), a3);
         }
-        br_qscan_out8_avx2(a0, j, q + kv, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(a1, j + 1, q + bs + kv, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(a2, j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(a3, j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
+        __m256 r0 = br_qscan_bounds8(a0, j, q + kv, vadd, vsu, vce, vcm, out);
+        __m256 r1 = br_qscan_bounds8(a1, j + 1, q + bs + kv, vadd, vsu, vce, vcm, out);
+        __m256 r2 = br_qscan_bounds8(a2, j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm, out);
+        __m256 r3 = br_qscan_bounds8(a3, j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm, out);
+        br_qscan_gmax4(r0, r1, r2, r3, j, gmax);
     }
     for (; j < n_blocks; j++) {
         const int8_t *q = blk + j * bs;
@@ -223,7 +224,7 @@ static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks
         for (size_t p = 0; p < quads; p++)
             a0 = _mm256_add_epi32(br_qscan_quad(_mm256_set1_epi32((int32_t)uq[p]), q + p * 32,
                                                 ones), a0);
-        br_qscan_out8_avx2(a0, j, q + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_gmax1(br_qscan_bounds8(a0, j, q + kv, vadd, vsu, vce, vcm, out), j, gmax);
     }
 }
 

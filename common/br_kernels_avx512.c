@@ -48,16 +48,20 @@ void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, siz
             a2 = _mm512_dpbusd_epi32(a2, u, _mm512_load_si512(x + 2 * bs));
             a3 = _mm512_dpbusd_epi32(a3, u, _mm512_load_si512(x + 3 * bs));
         }
-        br_qscan_out8_avx2(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(br_fold512(a1), j + 1, q + bs + kv, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(br_fold512(a2), j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
-        br_qscan_out8_avx2(br_fold512(a3), j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm, out, gmax);
+        __m256 r0 = br_qscan_bounds8(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out);
+        __m256 r1 = br_qscan_bounds8(br_fold512(a1), j + 1, q + bs + kv, vadd, vsu, vce, vcm, out);
+        __m256 r2 = br_qscan_bounds8(br_fold512(a2), j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm,
+                                     out);
+        __m256 r3 = br_qscan_bounds8(br_fold512(a3), j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm,
+                                     out);
+        br_qscan_gmax4(r0, r1, r2, r3, j, gmax);
     }
     for (; j < n_blocks; j++) {
         const int8_t *q = blk + j * bs;
         __m512i a0 = _mm512_setzero_si512();
         for (size_t p = 0; p < quads; p += 2)
             a0 = _mm512_dpbusd_epi32(a0, br_upair512(uq, p), _mm512_load_si512(q + p * 32));
-        br_qscan_out8_avx2(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out, gmax);
+        br_qscan_gmax1(br_qscan_bounds8(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out), j,
+                       gmax);
     }
 }

@@ -33,6 +33,10 @@
  */
 #include "br_qscan.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <float.h>
 #include <stdint.h>
 #include <math.h>
@@ -293,11 +297,19 @@ static size_t br_qscan_candidates(const br_qscan *q, const float *bound, const f
                                   float floor, const uint32_t *ex, size_t n_ex, uint32_t *idx,
                                   size_t cap)
 {
-    size_t m = 0, e = 0;
-    for (uint32_t g = 0; (size_t)g * 16 < q->n_books; g++) {
+    size_t m = 0, e = 0, groups = ((size_t)q->n_books + 15) / 16;
+    for (size_t g = 0; g < groups; g++) {
+#if defined(__SSE2__)
+        /* four groups per compare: most are below the floor */
+        if (g % 4 == 0 && g + 4 <= groups &&
+            _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(gmax + g), _mm_set1_ps(floor))) == 0) {
+            g += 3;
+            continue;
+        }
+#endif
         if (gmax[g] < floor)
             continue;
-        uint32_t lo = g * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books;
+        uint32_t lo = (uint32_t)g * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books;
         for (uint32_t b = lo; b < hi; b++) {
             if (bound[b] < floor)
                 continue;
