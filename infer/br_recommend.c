@@ -685,7 +685,7 @@ static br_err br_rec_foldin_n(const br_rec *r, br_rec_scratch *s, const uint32_t
         return br_fail(diag, BR_ERR_UNSUPPORTED,
                        "fold-in (a reader given by the books they read) is not supported for "
                        "mlp models; ask for a reader the model knows (--user)");
-    size_t m;
+    size_t m = 0;   /* set by br_rec_gather on success (GCC cannot see it at -O2 -g) */
     br_err e = br_rec_gather(r, s, book_ids, ratings, n, &m, diag);
     if (e)
         return e;
