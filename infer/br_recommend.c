@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "br_kernels.h"
+#include "br_mlp_ops.h"
 #include "br_qscan.h"
 #include "br_rng.h"
 #include "br_topk.h"
@@ -70,76 +71,37 @@ struct br_rec_scratch {
 
 /* ---- MLP scoring (see the top comment) ---------------------------------------- */
 
-/* The hot loops are built for the x86-64 baseline and for AVX2 and chosen at
- * load time (GCC ifunc); no FMA and no reassociation, so both clones and the
- * trainer give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define BR_REC_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define BR_REC_CLONES
-#endif
+/* The network's operations are trainer/br_mlp.c's own (br_mlp_ops.h), so
+ * scores equal its predictions bit for bit; the loops are built for the
+ * x86-64 baseline and for AVX2 and chosen at load time. */
 
-static inline void br_rec_axpy(float *restrict y, float a, const float *restrict x, size_t n)
+/* The book half of the first layer for every book (once per model). */
+BR_MLP_CLONES
+static void br_rec_mlp_books(br_rec *r)
 {
-    for (size_t i = 0; i < n; i++)
-        y[i] += a * x[i];
+    for (uint32_t b = 0; b < r->n_books; b++)
+        br_mlp_half(r->mlp, r->dim, r->dim, r->h1, NULL, r->Q + (size_t)b * r->stride,
+                    r->hb + (size_t)b * r->h1);
 }
 
-/* Dot product with eight partial sums, as trainer/br_mlp.c's br_mlp_dot. */
-static inline float br_rec_dot8(const float *restrict a, const float *restrict b, size_t n)
+/* The network's output for reader p and book b; work holds 2 h1 + h2 floats. */
+BR_MLP_CLONES
+static float br_rec_mlp_one(const br_rec *r, const float *p, uint32_t b, float *work)
 {
-    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            s[l] += a[i + l] * b[i + l];
-    for (int l = 0; i < n; i++, l++)
-        s[l] += a[i] * b[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-/* One half of the first layer: out = (bias ? bias : 0) + sum_i x[i] W1[row0 + i]. */
-BR_REC_CLONES
-static void br_rec_mlp_half(const float *W1, uint32_t row0, uint32_t dim, uint32_t h1,
-                            const float *bias, const float *x, float *out)
-{
-    if (bias)
-        memcpy(out, bias, h1 * sizeof *out);
-    else
-        memset(out, 0, h1 * sizeof *out);
-    for (uint32_t i = 0; i < dim; i++)
-        br_rec_axpy(out, x[i], W1 + (size_t)(row0 + i) * h1, h1);
-}
-
-/* Output of the network for reader half hu and book half hb. */
-static inline float br_rec_mlp_head(const br_rec *r, const float *hu, const float *hb,
-                                    float *a1, float *a2)
-{
-    uint32_t dim = r->dim, h1 = r->h1, h2 = r->h2;
-    const float *W2 = r->mlp + (size_t)2 * dim * h1 + h1, *b2 = W2 + (size_t)h1 * h2;
-    const float *w3 = b2 + h2, *b3 = w3 + h2;
-    for (uint32_t j = 0; j < h1; j++) {
-        float z = hu[j] + hb[j];
-        a1[j] = z > 0.0f ? z : 0.0f;
-    }
-    memcpy(a2, b2, h2 * sizeof *a2);
-    for (uint32_t j = 0; j < h1; j++)
-        if (a1[j] > 0.0f)
-            br_rec_axpy(a2, a1[j], W2 + (size_t)j * h2, h2);
-    for (uint32_t k = 0; k < h2; k++)
-        a2[k] = a2[k] > 0.0f ? a2[k] : 0.0f;
-    return br_rec_dot8(w3, a2, h2) + b3[0];
+    float *hu = work, *a1 = hu + r->h1, *a2 = a1 + r->h1;
+    br_mlp_half(r->mlp, 0, r->dim, r->h1, r->mlp + (size_t)2 * r->dim * r->h1, p, hu);
+    return br_mlp_head(r->mlp, r->dim, r->h1, r->h2, hu, r->hb + (size_t)b * r->h1, a1, a2);
 }
 
 /* scores[b] = MLP(p, q_b) for every book; work holds 2 h1 + h2 floats. */
-BR_REC_CLONES
+BR_MLP_CLONES
 static void br_rec_mlp_scores(const br_rec *r, const float *p, float *scores, float *work)
 {
     float *hu = work, *a1 = hu + r->h1, *a2 = a1 + r->h1;
-    const float *b1 = r->mlp + (size_t)2 * r->dim * r->h1;
-    br_rec_mlp_half(r->mlp, 0, r->dim, r->h1, b1, p, hu);
+    br_mlp_half(r->mlp, 0, r->dim, r->h1, r->mlp + (size_t)2 * r->dim * r->h1, p, hu);
     for (uint32_t b = 0; b < r->n_books; b++)
-        scores[b] = br_rec_mlp_head(r, hu, r->hb + (size_t)b * r->h1, a1, a2);
+        scores[b] = br_mlp_head(r->mlp, r->dim, r->h1, r->h2, hu, r->hb + (size_t)b * r->h1,
+                                a1, a2);
 }
 
 /* ---- handle ---------------------------------------------------------------- */
@@ -201,9 +163,7 @@ br_err br_rec_create_flags(const br_model *m, unsigned flags, br_rec **out, br_d
             return br_fail(diag, BR_ERR_NOMEM, "out of memory for the mlp book halves "
                            "(%u books x %u)", nb, h1);
         }
-        for (uint32_t b = 0; b < r->n_books; b++)
-            br_rec_mlp_half(r->mlp, r->dim, r->dim, r->h1, NULL, r->Q + (size_t)b * r->stride,
-                            r->hb + (size_t)b * r->h1);
+        br_rec_mlp_books(r);
     }
     *out = r;
     return BR_OK;
@@ -752,10 +712,7 @@ br_err br_rec_predict(const br_rec *r, uint32_t user_id, uint32_t book_id, float
         float stack[1024], *w = wl <= 1024 ? stack : malloc(wl * sizeof *w);
         if (!w)
             return br_fail(diag, BR_ERR_NOMEM, "out of memory");
-        const float *b1 = r->mlp + (size_t)2 * r->dim * r->h1;
-        br_rec_mlp_half(r->mlp, 0, r->dim, r->h1, b1, r->P + (size_t)u * r->stride, w);
-        float y = br_rec_mlp_head(r, w, r->hb + (size_t)b * r->h1, w + r->h1,
-                                  w + 2 * (size_t)r->h1);
+        float y = br_rec_mlp_one(r, r->P + (size_t)u * r->stride, (uint32_t)b, w);
         if (w != stack)
             free(w);
         *out = br_rec_clamp(r, y);

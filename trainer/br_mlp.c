@@ -9,6 +9,7 @@
  * batch). Everything else is single-threaded or thread-private.
  */
 #include "br_mlp.h"
+#include "br_mlp_ops.h"
 #include "br_rng.h"
 
 #include <math.h>
@@ -16,15 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The hot loops are compiled twice, for the x86-64 baseline (SSE2, 4 lanes)
- * and for AVX2 (8 lanes), and the loader picks one (GCC ifunc). No fused
- * multiply-adds either way (-ffp-contract=off and no "fma" target), and no
- * reassociation, so both clones give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define BR_MLP_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define BR_MLP_CLONES
-#endif
+/* The hot loops (BR_MLP_CLONES, br_mlp_ops.h) are compiled for the x86-64
+ * baseline and for AVX2, and the loader picks one; both give the same bits. */
 
 #define BR_MLP_BETA1 0.9f
 #define BR_MLP_BETA2 0.999f
@@ -87,52 +81,16 @@ static float *br_mlp_falloc(size_t n)
 
 size_t br_mlp_work_len(uint32_t h1, uint32_t h2) { return (size_t)4 * h1 + (size_t)2 * h2; }
 
-/* y += a x over n floats. */
-static inline void br_mlp_axpy(float *restrict y, float a, const float *restrict x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        y[i] += a * x[i];
-}
-
-/* Dot product with eight partial sums (element i goes to sum i % 8) added
- * pairwise at the end: a fixed order the compiler can vectorise. */
-static inline float br_mlp_dot(const float *restrict a, const float *restrict b, size_t n)
-{
-    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            s[l] += a[i + l] * b[i + l];
-    for (int l = 0; i < n; i++, l++)
-        s[l] += a[i] * b[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
 /* Work layout: zu[h1] zb[h1] a1[h1] d1[h1] a2[h2] d2[h2]. */
 BR_MLP_CLONES
 float br_mlp_forward(const float *w, uint32_t dim, uint32_t h1, uint32_t h2, const float *p,
                      const float *q, float *work)
 {
-    const float *W1 = w, *b1 = W1 + (size_t)2 * dim * h1, *W2 = b1 + h1;
-    const float *b2 = W2 + (size_t)h1 * h2, *w3 = b2 + h2, *b3 = w3 + h2;
+    const float *b1 = w + (size_t)2 * dim * h1;
     float *zu = work, *zb = zu + h1, *a1 = zb + h1, *a2 = a1 + 2 * (size_t)h1;
-    memcpy(zu, b1, h1 * sizeof *zu);
-    for (uint32_t i = 0; i < dim; i++)
-        br_mlp_axpy(zu, p[i], W1 + (size_t)i * h1, h1);
-    memset(zb, 0, h1 * sizeof *zb);
-    for (uint32_t i = 0; i < dim; i++)
-        br_mlp_axpy(zb, q[i], W1 + (size_t)(dim + i) * h1, h1);
-    for (uint32_t j = 0; j < h1; j++) {
-        float z = zu[j] + zb[j];
-        a1[j] = z > 0.0f ? z : 0.0f;
-    }
-    memcpy(a2, b2, h2 * sizeof *a2);
-    for (uint32_t j = 0; j < h1; j++)
-        if (a1[j] > 0.0f)
-            br_mlp_axpy(a2, a1[j], W2 + (size_t)j * h2, h2);
-    for (uint32_t k = 0; k < h2; k++)
-        a2[k] = a2[k] > 0.0f ? a2[k] : 0.0f;
-    return br_mlp_dot(w3, a2, h2) + b3[0];
+    br_mlp_half(w, 0, dim, h1, b1, p, zu);
+    br_mlp_half(w, dim, dim, h1, NULL, q, zb);
+    return br_mlp_head(w, dim, h1, h2, zu, zb, a1, a2);
 }
 
 BR_MLP_CLONES
