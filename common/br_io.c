@@ -260,3 +260,18 @@ br_err br_atomic_commit(br_atomic *a, br_diag *diag)
     br_atomic_free(a);
     return BR_OK;
 }
+
+void br_csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}

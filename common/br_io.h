@@ -1,6 +1,6 @@
 /*
- * br_io.h - whole-file reads (plain or gzip, detected by content) and atomic
- * file replacement.
+ * br_io.h - whole-file reads (plain or gzip, detected by content), atomic
+ * file replacement, and CSV field output.
  *
  * Atomic replacement follows the usual recipe: write to a temporary file in
  * the target's folder, fsync it, rename it over the target, fsync the folder.
@@ -48,5 +48,9 @@ void br_atomic_abort(br_atomic *a);                   /* removes the temporary; 
 
 /* 1 if path names an existing regular file, else 0. */
 int br_file_exists(const char *path);
+
+/* Writes s to f as one CSV field (RFC 4180): as is, or in double quotes with
+ * quotes doubled when it holds a comma, quote or line break. */
+void br_csv_field(FILE *f, const char *s);
 
 #endif

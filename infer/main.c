@@ -275,22 +275,6 @@ static void put_col(FILE *f, const char *s, size_t w)
     fputs("...", f);
 }
 
-/* Appends s as one CSV field (quoted if it holds a comma, quote or newline). */
-static void csv_field(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static const char *kind_name(uint32_t k)
 {
     return k == BR_MODEL_DOT ? "dot" : k == BR_MODEL_BIASED ? "biased" : k == BR_MODEL_MLP ? "mlp" : "?";
@@ -324,7 +308,7 @@ static void print_results(const br_rec *rec, const query *q, const br_rec_item *
                 printf(",%zu,%u,%.6g,", i + 1, it[i].book_id, (double)it[i].score);
             else
                 printf("%u,%zu,%u,%.6g,", q->id, i + 1, it[i].book_id, (double)it[i].score);
-            csv_field(stdout, b.title);
+            br_csv_field(stdout, b.title);
             putchar('\n');
         }
         return;

@@ -123,12 +123,35 @@ static void test_default_limit_file(void **state)
     unlink(path);
 }
 
+/* br_csv_field: plain fields as they are; a comma, quote or line break
+ * quoted, with inner quotes doubled (RFC 4180). */
+static void test_csv_field(void **state)
+{
+    (void)state;
+    static const char *const in[] = {"plain", "", "a,b", "say \"hi\"", "two\nlines", "cr\r",
+                                     "x\"", "caf\xc3\xa9 ok"};
+    static const char *const want[] = {"plain", "", "\"a,b\"", "\"say \"\"hi\"\"\"",
+                                       "\"two\nlines\"", "\"cr\r\"", "\"x\"\"\"",
+                                       "caf\xc3\xa9 ok"};
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        assert_non_null(f);
+        br_csv_field(f, in[i]);
+        fclose(f);
+        assert_string_equal(buf, want[i]);
+        free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limit_formula),
         cmocka_unit_test(test_explicit_limit),
         cmocka_unit_test(test_default_limit_file),
+        cmocka_unit_test(test_csv_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

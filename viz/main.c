@@ -80,22 +80,6 @@ static int on_progress(void *ctx, int iter, int iters, double kl)
 
 /* ---- exports ----------------------------------------------------------------- */
 
-/* A CSV field, quoted when it holds a comma, quote or line break. */
-static void csv_field(FILE *f, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* A TSV field: tabs and line breaks become spaces. */
 static void tsv_field(FILE *f, const char *s)
 {
@@ -114,7 +98,7 @@ static br_err write_csv(const char *path, const br_book *books, const float *xy,
     fputs("book_id,x,y,title\n", f);
     for (size_t i = 0; i < n; i++) {
         fprintf(f, "%u,%.6g,%.6g,", books[i].book_id, (double)xy[2 * i], (double)xy[2 * i + 1]);
-        csv_field(f, books[i].title);
+        br_csv_field(f, books[i].title);
         fputc('\n', f);
     }
     if (ferror(f)) {
