@@ -43,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "br_alloc.h"
+
 #define BR_QSCAN_HALF 0.505          /* bound of |a_i|, |c_bi| (0.5 + room) */
 #define BR_QSCAN_MAXABS 1e15      /* larger values: the plain path */
 #define BR_QSCAN_MAXQUADS 1024
@@ -55,15 +57,6 @@ struct br_qscan {
     int8_t *blk;                  /* n_blocks blocks of 8 stride + 128 bytes (br_kernels.h) */
     float max_abs_bias;
 };
-
-static void *br_qscan_alloc(size_t bytes)
-{
-    bytes = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
 
 void br_qscan_free(br_qscan *q)
 {
@@ -103,7 +96,7 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
     q->Q = Q;
     q->bias = bias;
     size_t bs = 8 * (size_t)stride + 128;
-    q->blk = br_qscan_alloc(q->n_blocks * bs);
+    q->blk = br_alloc64(q->n_blocks * bs);
     if (!q->blk) {
         br_qscan_free(q);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory for the quantised books");

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "br_alloc.h"
 #include "br_kernels.h"
 #include "br_mlp_ops.h"
 #include "br_qscan.h"
@@ -106,8 +107,6 @@ static void br_rec_mlp_scores(const br_rec *r, const float *p, float *scores, fl
 
 /* ---- handle ---------------------------------------------------------------- */
 
-static void *br_rec_alloc64(size_t bytes);
-
 br_err br_rec_create(const br_model *m, br_rec **out, br_diag *diag)
 {
     return br_rec_create_flags(m, 0, out, diag);
@@ -156,7 +155,7 @@ br_err br_rec_create_flags(const br_model *m, unsigned flags, br_rec **out, br_d
         r->mlp = br_model_mlp(m);
         r->h1 = mt->mlp_h1;
         r->h2 = mt->mlp_h2;
-        r->hb = br_rec_alloc64((size_t)r->n_books * r->h1 * sizeof(float));
+        r->hb = br_alloc64((size_t)r->n_books * r->h1 * sizeof(float));
         if (!r->hb) {
             uint32_t nb = r->n_books, h1 = r->h1;
             br_rec_free(r);
@@ -184,15 +183,6 @@ uint32_t br_rec_n_books(const br_rec *r) { return r->n_books; }
 uint32_t br_rec_n_users(const br_rec *r) { return r->n_users; }
 const char *br_rec_kernel_name(const br_rec *r) { return r->k->name; }
 
-static void *br_rec_alloc64(size_t bytes)
-{
-    bytes = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
-
 br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *diag)
 {
     if (!r || !out)
@@ -205,13 +195,13 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
     s->n_books = r->n_books;
     s->dim = r->dim;
     s->stride = r->stride;
-    s->scores = br_rec_alloc64(nb * sizeof(float));
-    if (r->qs && !(s->qwork = br_rec_alloc64(br_qscan_work_bytes(r->qs)))) {
+    s->scores = br_alloc64(nb * sizeof(float));
+    if (r->qs && !(s->qwork = br_alloc64(br_qscan_work_bytes(r->qs)))) {
         br_rec_scratch_free(s);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     }
     s->heap = malloc(nb * sizeof *s->heap);
-    s->vec = br_rec_alloc64(r->stride * sizeof(float));
+    s->vec = br_alloc64(r->stride * sizeof(float));
     s->books = malloc(nb * sizeof *s->books);
     s->rating = malloc(nb * sizeof *s->rating);
     s->mark = calloc((nb + 63) / 64, sizeof *s->mark);
@@ -221,7 +211,7 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
     if (r->mlp) {
         s->h1 = r->h1;
         s->h2 = r->h2;
-        s->mlp_work = br_rec_alloc64(((size_t)2 * r->h1 + r->h2) * sizeof(float));
+        s->mlp_work = br_alloc64(((size_t)2 * r->h1 + r->h2) * sizeof(float));
         if (!s->mlp_work) {
             br_rec_scratch_free(s);
             return br_fail(diag, BR_ERR_NOMEM, "out of memory");

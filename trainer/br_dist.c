@@ -4,6 +4,7 @@
  * br_dist_plan.c; this file holds the parameters and every MPI call.
  */
 #include "br_dist.h"
+#include "br_alloc.h"
 #include "br_books.h"
 #include "br_dist_plan.h"
 #include "br_kernels.h"
@@ -82,15 +83,6 @@ static br_err br_dist_agree(const br_dist *t, br_err e, br_diag *diag)
     if (t->rank != first)
         br_fail(diag, (br_err)code, "rank %d: %s", first, msg);
     return (br_err)code;
-}
-
-static float *br_dfalloc(size_t n)
-{
-    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes ? bytes : 64);
-    return p;
 }
 
 void br_dist_free(br_dist *t)
@@ -383,10 +375,10 @@ br_err br_dist_create(const br_dist_opts *o, br_dist **out, br_diag *diag)
     /* ---- parameters: rows drawn from (seed, id), whatever the rank count ---- */
     uint32_t nu = t->r->n_users, maxsz = br_block_sz(t, 0);
     size_t blkfl = (size_t)maxsz * (t->stride + 1);
-    t->P = br_dfalloc((size_t)nu * t->stride);
-    t->bu = br_dfalloc(nu);
-    t->blk = br_dfalloc(blkfl);
-    t->rbuf = br_dfalloc(blkfl);
+    t->P = br_falloc64((size_t)nu * t->stride);
+    t->bu = br_falloc64(nu);
+    t->blk = br_falloc64(blkfl);
+    t->rbuf = br_falloc64(blkfl);
     e = !t->P || !t->bu || !t->blk || !t->rbuf ? br_fail(diag, BR_ERR_NOMEM, "out of memory")
                                                : BR_OK;
     if (blkfl * sizeof(float) > INT_MAX)
@@ -657,9 +649,9 @@ br_err br_dist_save(br_dist *t, const char *path, const char *books_path, uint32
         gid = malloc((tot_u ? tot_u : 1) * sizeof *gid);
         gcount = malloc((tot_u ? tot_u : 1) * sizeof *gcount);
         gread = malloc((tot_n ? tot_n : 1) * sizeof *gread);
-        gP = br_dfalloc(tot_u * stride);
-        gbu = br_dfalloc(tot_u);
-        gblk = br_dfalloc((size_t)NB * (stride + 1));
+        gP = br_falloc64(tot_u * stride);
+        gbu = br_falloc64(tot_u);
+        gblk = br_falloc64((size_t)NB * (stride + 1));
         if (!gid || !gcount || !gread || !gP || !gbu || !gblk)
             e = br_fail(diag, BR_ERR_NOMEM, "out of memory for the model (%llu users)",
                         (unsigned long long)tot_u);
@@ -687,10 +679,10 @@ br_err br_dist_save(br_dist *t, const char *path, const char *books_path, uint32
         rptr = malloc((tot_u + 1) * sizeof *rptr);
         ridx = malloc((tot_n ? tot_n : 1) * sizeof *ridx);
         uids = malloc((tot_u ? tot_u : 1) * sizeof *uids);
-        Pall = br_dfalloc(tot_u * stride);
-        buall = br_dfalloc(tot_u);
-        Q = br_dfalloc((size_t)NB * stride);
-        bb = br_dfalloc(NB);
+        Pall = br_falloc64(tot_u * stride);
+        buall = br_falloc64(tot_u);
+        Q = br_falloc64((size_t)NB * stride);
+        bb = br_falloc64(NB);
         if (!order || !uoff || !rptr || !ridx || !uids || !Pall || !buall || !Q || !bb)
             e = br_fail(diag, BR_ERR_NOMEM, "out of memory for the model");
     }

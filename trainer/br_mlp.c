@@ -9,6 +9,7 @@
  * batch). Everything else is single-threaded or thread-private.
  */
 #include "br_mlp.h"
+#include "br_alloc.h"
 #include "br_mlp_ops.h"
 #include "br_rng.h"
 
@@ -66,15 +67,6 @@ void br_mlp_defaults(br_mlp_opts *o)
     o->init_std = 0.05f;
     o->seed = 42;
     o->threads = 1;
-}
-
-static float *br_mlp_falloc(size_t n)
-{
-    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes ? bytes : 64);
-    return p;
 }
 
 /* ---- the network ----------------------------------------------------------- */
@@ -172,19 +164,19 @@ br_err br_mlp_create(const br_mlp_opts *o, uint32_t n_users, uint32_t n_books, f
     t->stride = br_model_stride(o->dim);
     t->nw = br_model_mlp_len(o->dim, o->h1, o->h2);
     size_t nu = (size_t)n_users * t->stride, nb = (size_t)n_books * t->stride;
-    t->P = br_mlp_falloc(nu);
-    t->Q = br_mlp_falloc(nb);
-    t->W = br_mlp_falloc(t->nw);
+    t->P = br_falloc64(nu);
+    t->Q = br_falloc64(nb);
+    t->W = br_falloc64(t->nw);
     int ok = t->P && t->Q && t->W;
     if (o->optim == BR_OPTIM_ADAM) {
-        t->mP = br_mlp_falloc(nu);
-        t->vP = br_mlp_falloc(nu);
-        t->mQ = br_mlp_falloc(nb);
-        t->vQ = br_mlp_falloc(nb);
-        t->mW = br_mlp_falloc(t->nw);
-        t->vW = br_mlp_falloc(t->nw);
-        t->powU = br_mlp_falloc((size_t)n_users * 2);
-        t->powB = br_mlp_falloc((size_t)n_books * 2);
+        t->mP = br_falloc64(nu);
+        t->vP = br_falloc64(nu);
+        t->mQ = br_falloc64(nb);
+        t->vQ = br_falloc64(nb);
+        t->mW = br_falloc64(t->nw);
+        t->vW = br_falloc64(t->nw);
+        t->powU = br_falloc64((size_t)n_users * 2);
+        t->powB = br_falloc64((size_t)n_books * 2);
         ok = ok && t->mP && t->vP && t->mQ && t->vQ && t->mW && t->vW && t->powU && t->powB;
     }
     if (!ok) {
@@ -357,8 +349,8 @@ br_err br_mlp_epoch(br_mlp *t, const br_train_data *d, uint32_t epoch, double *l
     {
         int tid = omp_get_thread_num(), T = omp_get_num_threads();
         size_t lo = n * (size_t)tid / (size_t)T, hi = n * (size_t)(tid + 1) / (size_t)T;
-        float *work = br_mlp_falloc(wl), *gw = br_mlp_falloc(t->nw);
-        float *gp = br_mlp_falloc(dim), *gq = br_mlp_falloc(dim);
+        float *work = br_falloc64(wl), *gw = br_falloc64(t->nw);
+        float *gp = br_falloc64(dim), *gq = br_falloc64(dim);
         double acc = 0;
         if (!work || !gw || !gp || !gq) {
             nomem = 1;
@@ -441,7 +433,7 @@ void br_mlp_eval_rmse(const br_mlp *t, const br_ratings *r, const uint8_t *fold,
     int nomem = 0;
 #pragma omp parallel num_threads(t->o.threads) reduction(+ : se, ae, c) reduction(| : nomem)
     {
-        float *work = br_mlp_falloc(wl);
+        float *work = br_falloc64(wl);
         if (!work)
             nomem = 1;
 #pragma omp for schedule(static)
@@ -470,9 +462,9 @@ br_err br_mlp_snapshot(br_mlp *t)
 {
     size_t nu = (size_t)t->n_users * t->stride, nb = (size_t)t->n_books * t->stride;
     if (!t->sP) {
-        t->sP = br_mlp_falloc(nu);
-        t->sQ = br_mlp_falloc(nb);
-        t->sW = br_mlp_falloc(t->nw);
+        t->sP = br_falloc64(nu);
+        t->sQ = br_falloc64(nb);
+        t->sW = br_falloc64(t->nw);
         if (!t->sP || !t->sQ || !t->sW) {
             free(t->sP);
             free(t->sQ);

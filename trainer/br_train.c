@@ -8,6 +8,7 @@
  * thread-private.
  */
 #include "br_train.h"
+#include "br_alloc.h"
 #include "br_kernels.h"
 #include "br_rng.h"
 
@@ -103,15 +104,6 @@ void br_train_defaults_autorec(br_train_opts *o)
     o->init_std = 0.03f;
 }
 
-static float *br_falloc(size_t n)
-{
-    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes);
-    return p;
-}
-
 void br_trainer_free(br_trainer *t)
 {
     if (!t)
@@ -172,35 +164,35 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
     size_t nu = (size_t)n_users * t->stride, nb = (size_t)n_books * t->stride;
     int biased = o->kind == BR_MODEL_BIASED;
     int adam = o->optim == BR_OPTIM_ADAM;
-    t->P = br_falloc(nu);
-    t->Q = br_falloc(nb);
+    t->P = br_falloc64(nu);
+    t->Q = br_falloc64(nb);
     int ok = t->P && t->Q;
     if (biased) {
-        t->bu = br_falloc(n_users);
-        t->bb = br_falloc(n_books);
-        t->ubs = br_falloc((size_t)n_users * BR_BIAS_PITCH);
-        t->bbs = br_falloc((size_t)n_books * BR_BIAS_PITCH);
+        t->bu = br_falloc64(n_users);
+        t->bb = br_falloc64(n_books);
+        t->ubs = br_falloc64((size_t)n_users * BR_BIAS_PITCH);
+        t->bbs = br_falloc64((size_t)n_books * BR_BIAS_PITCH);
         ok = ok && t->bu && t->bb && t->ubs && t->bbs;
     }
     if (adam) {
-        t->mP = br_falloc(nu);
-        t->vP = br_falloc(nu);
-        t->mQ = br_falloc(nb);
-        t->vQ = br_falloc(nb);
-        t->powU = br_falloc((size_t)n_users * 2);
-        t->powB = br_falloc((size_t)n_books * 2);
+        t->mP = br_falloc64(nu);
+        t->vP = br_falloc64(nu);
+        t->mQ = br_falloc64(nb);
+        t->vQ = br_falloc64(nb);
+        t->powU = br_falloc64((size_t)n_users * 2);
+        t->powB = br_falloc64((size_t)n_books * 2);
         ok = ok && t->mP && t->vP && t->mQ && t->vQ && t->powU && t->powB;
     }
     if (o->implicit) {
-        t->Y = br_falloc(nb);
-        t->Peff = br_falloc(nu);
+        t->Y = br_falloc64(nb);
+        t->Peff = br_falloc64(nu);
         t->uptr = calloc((size_t)n_users + 1, sizeof *t->uptr);
         t->uorder = malloc((size_t)n_users * sizeof *t->uorder);
         ok = ok && t->Y && t->Peff && t->uptr && t->uorder;
     }
     if (o->autorec) {
-        t->V = br_falloc(nu);
-        t->mu = br_falloc(t->stride);
+        t->V = br_falloc64(nu);
+        t->mu = br_falloc64(t->stride);
         t->bptr = calloc((size_t)n_books + 1, sizeof *t->bptr);
         t->border = malloc((size_t)n_books * sizeof *t->border);
         ok = ok && t->V && t->mu && t->bptr && t->border;
@@ -720,7 +712,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
         int tid = omp_get_thread_num(), T = omp_get_num_threads();
         double acc = 0;
         if (t->o.autorec) {
-            float *h = br_falloc(t->stride), *gh = br_falloc(t->stride);
+            float *h = br_falloc64(t->stride), *gh = br_falloc64(t->stride);
             size_t blo = (size_t)t->n_books * (size_t)tid / (size_t)T;
             size_t bhi = (size_t)t->n_books * (size_t)(tid + 1) / (size_t)T;
             for (size_t i = blo; h && gh && i < bhi; i++)
@@ -730,7 +722,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
             free(h);
             free(gh);
         } else if (t->o.implicit) {
-            float *pe = br_falloc(t->stride), *z = br_falloc(t->stride);
+            float *pe = br_falloc64(t->stride), *z = br_falloc64(t->stride);
             size_t ulo = (size_t)t->n_users * (size_t)tid / (size_t)T;
             size_t uhi = (size_t)t->n_users * (size_t)(tid + 1) / (size_t)T;
             for (size_t i = ulo; pe && z && i < uhi; i++)
@@ -797,14 +789,14 @@ br_err br_trainer_snapshot(br_trainer *t)
 {
     size_t nu = (size_t)t->n_users * t->stride, nb = (size_t)t->n_books * t->stride;
     if (!t->sP) {
-        t->sP = br_falloc(nu);
-        t->sQ = br_falloc(nb);
+        t->sP = br_falloc64(nu);
+        t->sQ = br_falloc64(nb);
         if (t->bu) {
-            t->sbu = br_falloc(t->n_users);
-            t->sbb = br_falloc(t->n_books);
+            t->sbu = br_falloc64(t->n_users);
+            t->sbb = br_falloc64(t->n_books);
         }
         if (t->Peff)
-            t->sY = br_falloc(nu);
+            t->sY = br_falloc64(nu);
         if (!t->sP || !t->sQ || (t->bu && (!t->sbu || !t->sbb)) || (t->Y && !t->sY))
             return BR_ERR_NOMEM;
     }

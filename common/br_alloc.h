@@ -1,0 +1,34 @@
+/*
+ * br_alloc.h - zeroed, 64-byte aligned blocks: rows of embeddings and SIMD
+ * tables start on a cache line (and an AVX-512 register's width), and
+ * padding is zero. Free them with free().
+ */
+#ifndef BR_ALLOC_H
+#define BR_ALLOC_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* bytes rounded up to 64 (at least 64), zeroed; NULL when out of memory or
+ * when the size overflows. */
+static inline void *br_alloc64(size_t bytes)
+{
+    if (bytes > SIZE_MAX - 63)
+        return NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0)
+        bytes = 64;
+    void *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+/* n floats, as br_alloc64. */
+static inline float *br_falloc64(size_t n)
+{
+    return n > SIZE_MAX / sizeof(float) ? NULL : (float *)br_alloc64(n * sizeof(float));
+}
+
+#endif
