@@ -153,11 +153,6 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
     return BR_OK;
 }
 
-size_t br_qscan_bytes(const br_qscan *q)
-{
-    return (size_t)q->n_blocks * (8 * (size_t)q->stride + 128);
-}
-
 /* The bounds (n_blocks x 8 floats), the group maxima (ceil(n_blocks / 2)
  * floats), the candidates' indices and exact scores (n_books each). */
 size_t br_qscan_work_bytes(const br_qscan *q)

@@ -51,9 +51,6 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
                        br_qscan **out, br_diag *diag);
 void br_qscan_free(br_qscan *q);   /* NULL ok */
 
-/* Bytes the handle holds (the int8 copy and per-book constants). */
-size_t br_qscan_bytes(const br_qscan *q);
-
 /* Bytes of work space a query needs (per thread). */
 size_t br_qscan_work_bytes(const br_qscan *q);
 

@@ -195,15 +195,25 @@ static void test_topk_equals_reference(void **state)
                 uint32_t nb = books[bi];
                 synth_make(&s, (br_model_kind)kind, BR_LOSS_MSE, 6, nb, dims[di],
                            1000 + bi * 10 + di, 0, 0.01f);
-                br_rec_scratch *sc;
-                assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
                 size_t ks[] = {1, 2, 10, nb > 1 ? nb - 1 : 1, nb, nb + 5};
-                for (uint32_t u = 0; u < s.n_users; u++)
-                    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
-                        check_user(&s, sc, u, ks[ki], 0);
-                        check_user(&s, sc, u, ks[ki], BR_REC_INCLUDE_READ);
+                /* with the quantised pre-scan (br_rec_create), then without
+                 * it (BR_REC_NO_PRESCAN, the one-shot program's path) */
+                for (int plain = 0; plain < 2; plain++) {
+                    if (plain) {
+                        br_rec_free(s.rec);
+                        assert_int_equal(br_rec_create_flags(s.m, BR_REC_NO_PRESCAN, &s.rec,
+                                                             NULL),
+                                         BR_OK);
                     }
-                br_rec_scratch_free(sc);
+                    br_rec_scratch *sc;
+                    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+                    for (uint32_t u = 0; u < s.n_users; u++)
+                        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                            check_user(&s, sc, u, ks[ki], 0);
+                            check_user(&s, sc, u, ks[ki], BR_REC_INCLUDE_READ);
+                        }
+                    br_rec_scratch_free(sc);
+                }
                 synth_free(&s);
             }
 }
