@@ -148,3 +148,19 @@ void br_opt_usage(FILE *f, const char *synopsis, const br_opt *t)
             fprintf(f, "%-28s%s\n", left, t->help);
     }
 }
+
+int br_parse_id(const char *s, size_t len, uint32_t *out)
+{
+    if (len == 0 || len > 10)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v == 0 || v > UINT32_MAX)
+        return 0;
+    *out = (uint32_t)v;
+    return 1;
+}

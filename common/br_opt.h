@@ -6,10 +6,14 @@
  * Arguments that do not start with '-' (and everything after "--") are
  * positional and left in place; br_opt_parse reports how many there were.
  * Parsing never prints: errors come back as BR_ERR_ARG with a message.
+ * Also br_parse_id, the one reading of a typed dataset id (command line and
+ * HTTP query alike).
  */
 #ifndef BR_OPT_H
 #define BR_OPT_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "br_error.h"
 
@@ -39,5 +43,10 @@ br_err br_opt_parse(const br_opt *table, int argc, char **argv, int *n_pos, br_d
 
 /* Writes "usage: <synopsis>" and a line per option. */
 void br_opt_usage(FILE *f, const char *synopsis, const br_opt *table);
+
+/* A dataset id as users type it (command line, HTTP query): the first len
+ * bytes of s are decimal digits only, value 1 .. 2^32-1. 1 and *out set, or
+ * 0 for anything else (empty, signs, spaces, overflow, zero). */
+int br_parse_id(const char *s, size_t len, uint32_t *out);
 
 #endif

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "br_opt.h"
 #include "br_recommend.h"
 #include "br_server_model.h"
 
@@ -399,24 +400,6 @@ static const char *br_srv_score_kind(const br_srv_model *sm)
 
 /* ---- parameters ------------------------------------------------------------------ */
 
-/* A whole id: digits only, 1 .. 2^32-1. */
-static int br_srv_parse_id(const char *s, uint32_t *out)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > 10)
-        return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v == 0 || v > UINT32_MAX)
-        return 0;
-    *out = (uint32_t)v;
-    return 1;
-}
-
 /* Reads ?name=ID (required). 0 and an answer queued on failure. */
 static int br_srv_arg_id(br_srv_ctx *cx, const char *name,
                          const char *what, uint32_t *out, int *res)
@@ -426,7 +409,7 @@ static int br_srv_arg_id(br_srv_ctx *cx, const char *name,
         *res = br_srv_error(cx, 400, NULL, "missing parameter '%s' (a %s id)", name, what);
         return 0;
     }
-    if (!br_srv_parse_id(v, out)) {
+    if (!br_parse_id(v, strlen(v), out)) {
         *res = br_srv_error(cx, 400, NULL,
                             "parameter '%s': '%.64s' is not a %s id (a whole number >= 1)", name,
                             v, what);
@@ -658,7 +641,7 @@ static int br_srv_get_book(br_srv_ctx *cx,
     uint32_t id;
     if (!*idtext)
         return br_srv_error(cx, 400, NULL, "missing book id: GET /v1/books/ID");
-    if (!br_srv_parse_id(idtext, &id))
+    if (!br_parse_id(idtext, strlen(idtext), &id))
         return br_srv_error(cx, 400, NULL,
                             "'%.64s' is not a book id (a whole number >= 1)", idtext);
     br_srv_model *sm = br_srv_acquire(cx);

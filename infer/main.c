@@ -74,23 +74,6 @@ static int die(br_err e, const br_diag *d)
 
 /* ---- input parsing ----------------------------------------------------------- */
 
-/* A whole id: digits only, 1 .. 2^32-1. */
-static int parse_id(const char *s, size_t len, uint32_t *out)
-{
-    if (len == 0 || len > 10)
-        return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v == 0 || v > UINT32_MAX)
-        return 0;
-    *out = (uint32_t)v;
-    return 1;
-}
-
 static const char *trim(const char *s, size_t *len)
 {
     while (*len && (*s == ' ' || *s == '\t')) {
@@ -137,7 +120,7 @@ static br_err parse_read_list(const char *s, reader_list *l, br_diag *d)
         size_t len = c ? (size_t)(c - p) : strlen(p);
         const char *t = trim(p, &len);
         uint32_t id;
-        if (!parse_id(t, len, &id))
+        if (!br_parse_id(t, len, &id))
             return br_fail(d, BR_ERR_PARSE,
                            "--read: '%.*s' is not a book id (expected ids like 12,45,78)",
                            (int)len, t);
@@ -192,7 +175,7 @@ static br_err read_file_line(void *vctx, const char *s, size_t len, size_t linen
     size_t l1 = comma ? (size_t)(comma - s) : len;
     const char *t = trim(s, &l1);
     uint32_t id;
-    if (!parse_id(t, l1, &id))
+    if (!br_parse_id(t, l1, &id))
         return br_fail(d, BR_ERR_PARSE, "%s:%zu: '%.*s' is not a book id", c->name, lineno,
                        (int)len, s);
     float rating = BR_REC_DEFAULT_RATING;
@@ -463,7 +446,7 @@ static br_err users_line(void *vctx, const char *s, size_t len, size_t lineno, b
     size_t l1 = comma ? (size_t)(comma - s) : len;
     const char *t = trim(s, &l1);
     uint32_t id;
-    if (!parse_id(t, l1, &id))
+    if (!br_parse_id(t, l1, &id))
         return br_fail(d, BR_ERR_PARSE, "%s:%zu: '%.*s' is not a user id", c->name, lineno,
                        (int)len, s);
     int64_t u = br_model_find_user(c->m, id);
@@ -496,8 +479,8 @@ static br_err parse_users(const br_model *m, const char *spec, user_set *set, br
         hi = UINT32_MAX;
         is_range = 1;
     } else if (dash && dash != spec && strspn(spec, "0123456789-") == strlen(spec)) {
-        if (!parse_id(spec, (size_t)(dash - spec), &lo) ||
-            !parse_id(dash + 1, strlen(dash + 1), &hi) || lo > hi)
+        if (!br_parse_id(spec, (size_t)(dash - spec), &lo) ||
+            !br_parse_id(dash + 1, strlen(dash + 1), &hi) || lo > hi)
             return br_fail(d, BR_ERR_PARSE,
                            "--users: '%s' is not a range of user ids (expected A-B, A <= B)",
                            spec);
@@ -658,7 +641,7 @@ static br_err predict_line(void *vctx, const char *s, size_t len, size_t lineno,
         l2 = (size_t)(c2 - comma - 1);
     const char *t1 = trim(s, &l1), *t2 = trim(comma + 1, &l2);
     uint32_t u, b;
-    if (!parse_id(t1, l1, &u) || !parse_id(t2, l2, &b))
+    if (!br_parse_id(t1, l1, &u) || !br_parse_id(t2, l2, &b))
         return br_fail(d, BR_ERR_PARSE, "%s:%zu: expected user_id,book_id, got '%.*s'",
                        c->name, lineno, (int)len, s);
     float v;
@@ -991,9 +974,9 @@ static int run(int argc, char **argv, char **args)
 
     /* Parse the ids before touching the model, so typos fail fast. */
     uint32_t qid = 0;
-    if (c.user && !parse_id(c.user, strlen(c.user), &qid))
+    if (c.user && !br_parse_id(c.user, strlen(c.user), &qid))
         return br_error(2, "--user: '%s' is not a user id (a whole number >= 1)", c.user);
-    if (c.similar && !parse_id(c.similar, strlen(c.similar), &qid))
+    if (c.similar && !br_parse_id(c.similar, strlen(c.similar), &qid))
         return br_error(2, "--similar: '%s' is not a book id (a whole number >= 1)", c.similar);
     reader_list rl = {0};
     if (c.read && (e = parse_read_list(c.read, &rl, &d)) != BR_OK) {

@@ -118,6 +118,12 @@ run "top 0" 2 -m "$M" --user 1 --top 0 && err_has "top 0" "--top" && ok "top 0"
 run "top negative" 2 -m "$M" --user 1 --top -3 && ok "top negative"
 run "top text" 2 -m "$M" --user 1 --top abc && ok "top text"
 run "bad user id" 2 -m "$M" --user 1x && err_has "bad user id" "not a user id" && ok "bad user id"
+for bad in 0 -1 +1 ' 1' 4294967296 99999999999; do
+    run "user id '$bad'" 2 -m "$M" --user "$bad" && err_has "user id '$bad'" "not a user id" &&
+        ok "user id '$bad' refused"
+done
+run "largest id" 2 -m "$M" --user 4294967295 && err_has "largest id" "not in the model" &&
+    ok "user id 4294967295 read, then not found"
 run "bad list" 2 -m "$M" --read 1,,3 && err_has "bad list" "not a book id" && ok "bad list"
 run "bad list 2" 2 -m "$M" --read 12,abc && ok "bad list 2"
 run "unknown book in list" 2 -m "$M" --read 1,99999 && err_has "unknown book" "99999" && ok "unknown book in list"
