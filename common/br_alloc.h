@@ -12,23 +12,35 @@
 
 /* bytes rounded up to 64 (at least 64), zeroed; NULL when out of memory or
  * when the size overflows. */
-static inline void *br_alloc64(size_t bytes)
+/* Not zeroed: for arrays the caller fills at once (their pages are then
+ * first touched by the threads that fill them). */
+static inline void *br_alloc64_raw(size_t bytes)
 {
     if (bytes > SIZE_MAX - 63)
         return NULL;
     bytes = (bytes + 63) & ~(size_t)63;
     if (bytes == 0)
         bytes = 64;
-    void *p = aligned_alloc(64, bytes);
+    return aligned_alloc(64, bytes);
+}
+
+static inline void *br_alloc64(size_t bytes)
+{
+    void *p = br_alloc64_raw(bytes);
     if (p)
         memset(p, 0, bytes);
     return p;
 }
 
-/* n floats, as br_alloc64. */
+/* n floats, as br_alloc64 / br_alloc64_raw. */
 static inline float *br_falloc64(size_t n)
 {
     return n > SIZE_MAX / sizeof(float) ? NULL : (float *)br_alloc64(n * sizeof(float));
+}
+
+static inline float *br_falloc64_raw(size_t n)
+{
+    return n > SIZE_MAX / sizeof(float) ? NULL : (float *)br_alloc64_raw(n * sizeof(float));
 }
 
 #endif

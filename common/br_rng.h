@@ -58,6 +58,9 @@ static inline double br_rng_uniform(br_rng *r)
 
 /* Standard normal (Box-Muller; one of the pair is discarded for simplicity). */
 double br_rng_normal(br_rng *r);
+/* Two independent standard normals (the polar method): a fraction of the
+ * cost per value of br_rng_normal. */
+void br_rng_normal2(br_rng *r, double *a, double *b);
 
 /* Fisher-Yates shuffle of n uint32 values. */
 void br_rng_shuffle_u32(br_rng *r, uint32_t *v, size_t n);

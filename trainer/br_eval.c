@@ -2,7 +2,9 @@
  * br_eval.c - held-out RMSE/MAE and ranking metrics (protocol in br_eval.h).
  */
 #include "br_eval.h"
+#include "br_alloc.h"
 #include "br_kernels.h"
+#include "br_qscan.h"
 #include "br_rng.h"
 #include "br_topk.h"
 
@@ -12,23 +14,51 @@
 #include <string.h>
 
 void br_eval_rmse(const br_params *p, const br_ratings *r, const uint8_t *fold, uint8_t want,
-                  double *rmse, double *mae, size_t *count)
+                  int threads, double *rmse, double *mae, size_t *count)
 {
-    double se = 0, ae = 0;
-    size_t c = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        if (fold && fold[i] != want)
-            continue;
-        float s = br_params_score(p, r->user[i], r->book[i]);
-        if (p->clamp)
-            s = s < 1.0f ? 1.0f : s > 5.0f ? 5.0f : s;
-        double e = (double)r->rating[i] - s;
-        se += e * e;
-        ae += fabs(e);
-        c++;
+    /* Fixed chunks whose sums are added in order: the same figures for any
+     * thread count. */
+    enum { CHUNKS = 64 };
+    double se[CHUNKS] = {0}, ae[CHUNKS] = {0};
+    size_t cnt[CHUNKS] = {0};
+#pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(dynamic, 1)
+    for (int ch = 0; ch < CHUNKS; ch++) {
+        size_t lo = r->n * (size_t)ch / CHUNKS, hi = r->n * (size_t)(ch + 1) / CHUNKS;
+        /* In runs of up to 256 wanted ratings, each book row fetched a few
+         * ratings ahead (the rows are random reads; the ratings go by user). */
+        uint32_t run[256];
+        size_t i = lo;
+        while (i < hi) {
+            size_t m = 0;
+            for (; i < hi && m < 256; i++)
+                if (!fold || fold[i] == want)
+                    run[m++] = (uint32_t)i;
+            for (size_t j = 0; j < m; j++) {
+                if (j + 8 < m) {
+                    const char *q = (const char *)(p->Q + (size_t)r->book[run[j + 8]] * p->stride);
+                    for (size_t off = 0; off < p->stride * sizeof(float); off += 64)
+                        __builtin_prefetch(q + off);
+                }
+                size_t x = run[j];
+                float s = br_params_score(p, r->user[x], r->book[x]);
+                if (p->clamp)
+                    s = s < 1.0f ? 1.0f : s > 5.0f ? 5.0f : s;
+                double e = (double)r->rating[x] - s;
+                se[ch] += e * e;
+                ae[ch] += fabs(e);
+                cnt[ch]++;
+            }
+        }
     }
-    *rmse = c ? sqrt(se / (double)c) : NAN;
-    *mae = c ? ae / (double)c : NAN;
+    double tse = 0, tae = 0;
+    size_t c = 0;
+    for (int ch = 0; ch < CHUNKS; ch++) {
+        tse += se[ch];
+        tae += ae[ch];
+        c += cnt[ch];
+    }
+    *rmse = c ? sqrt(tse / (double)c) : NAN;
+    *mae = c ? tae / (double)c : NAN;
     if (count)
         *count = c;
 }
@@ -72,7 +102,7 @@ static void br_rank_user(const br_scored *top, size_t m, const uint32_t *rel, si
  * popularity, whose scores are the same for everyone). */
 static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books,
                           const br_csr *train, const br_csr *test, uint32_t k, int threads,
-                          br_rank_metrics *out, br_diag *diag)
+                          unsigned flags, br_rank_metrics *out, br_diag *diag)
 {
     memset(out, 0, sizeof *out);
     out->k = k;
@@ -84,12 +114,19 @@ static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books
     int failed = 0;
     const br_kernels *kern = br_kernels_get();
     uint32_t n_users = test->n_rows;
+    /* The model's top k by the quantised pre-scan (exactly the full scan's
+     * answer, see br_qscan.h, at a fraction of its cost); a matrix or reader
+     * it refuses takes the full scan. */
+    br_qscan *qs = NULL;
+    if (p && !(flags & BR_EVAL_FULL_SCAN) && br_qscan_create(p->Q, p->bb, n_books, p->stride, &qs, NULL) != BR_OK)
+        qs = NULL;
 #pragma omp parallel num_threads(threads > 0 ? threads : 1) \
     reduction(+ : recall, ndcg, hr, map, users, failed)
     {
         float *scores = malloc((size_t)n_books * sizeof *scores);
         br_scored *top = malloc((size_t)k * sizeof *top);
-        if (!scores || !top)
+        void *qwork = qs ? br_alloc64(br_qscan_work_bytes(qs)) : NULL;
+        if (!scores || !top || (qs && !qwork))
             failed++;
 #pragma omp for schedule(dynamic, 256)
         for (uint32_t u = 0; u < n_users; u++) {
@@ -98,15 +135,19 @@ static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books
             size_t n_rel = test->ptr[u + 1] - test->ptr[u];
             if (n_rel == 0)
                 continue;
-            const float *s = pop;
-            if (p) {
-                kern->score(p->P + (size_t)u * p->stride, p->Q, n_books, p->stride, p->bb,
-                            p->mean + (p->bu ? p->bu[u] : 0.0f), scores);
-                s = scores;
-            }
             const uint32_t *ex = u < train->n_rows ? train->col + train->ptr[u] : NULL;
             size_t n_ex = u < train->n_rows ? train->ptr[u + 1] - train->ptr[u] : 0;
-            size_t m = br_topk(s, n_books, ex, n_ex, k, top);
+            size_t m = 0;
+            if (p) {
+                const float *pu = p->P + (size_t)u * p->stride;
+                float add = p->mean + (p->bu ? p->bu[u] : 0.0f);
+                if (!qs || br_qscan_topk(qs, kern, pu, add, ex, n_ex, k, qwork, top, &m) != BR_OK) {
+                    kern->score(pu, p->Q, n_books, p->stride, p->bb, add, scores);
+                    m = br_topk(scores, n_books, ex, n_ex, k, top);
+                }
+            } else {
+                m = br_topk(pop, n_books, ex, n_ex, k, top);
+            }
             for (size_t i = 0; i < m; i++) {
 #pragma omp atomic write
                 shown[top[i].idx] = 1;
@@ -116,7 +157,9 @@ static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books
         }
         free(scores);
         free(top);
+        free(qwork);
     }
+    br_qscan_free(qs);
     if (failed) {
         free(shown);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
@@ -136,12 +179,19 @@ static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books
     return BR_OK;
 }
 
-br_err br_eval_ranking(const br_params *p, const br_csr *train, const br_csr *test, uint32_t k,
-                       int threads, br_rank_metrics *out, br_diag *diag)
+br_err br_eval_ranking_flags(const br_params *p, const br_csr *train, const br_csr *test,
+                             uint32_t k, int threads, unsigned flags, br_rank_metrics *out,
+                             br_diag *diag)
 {
     if (k == 0)
         return br_fail(diag, BR_ERR_ARG, "k must be at least 1");
-    return br_rank_run(p, NULL, p->n_books, train, test, k, threads, out, diag);
+    return br_rank_run(p, NULL, p->n_books, train, test, k, threads, flags, out, diag);
+}
+
+br_err br_eval_ranking(const br_params *p, const br_csr *train, const br_csr *test, uint32_t k,
+                       int threads, br_rank_metrics *out, br_diag *diag)
+{
+    return br_eval_ranking_flags(p, train, test, k, threads, 0, out, diag);
 }
 
 br_err br_eval_popularity(const br_csr *train, const br_csr *test, uint32_t n_books, uint32_t k,
@@ -155,7 +205,7 @@ br_err br_eval_popularity(const br_csr *train, const br_csr *test, uint32_t n_bo
     for (uint64_t i = 0; i < train->nnz; i++)
         if (train->col[i] < n_books)
             pop[train->col[i]] += 1.0f;
-    br_err e = br_rank_run(NULL, pop, n_books, train, test, k, threads, out, diag);
+    br_err e = br_rank_run(NULL, pop, n_books, train, test, k, threads, 0, out, diag);
     free(pop);
     return e;
 }

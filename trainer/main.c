@@ -513,8 +513,8 @@ int main(int argc, char **argv)
         {0, "model", BR_OPT_STR, &c.model, "KIND", "biased (default) | dot | autorec (rating model, see README)"},
         {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "bpr (ranking, default) | mse (rating regression)"},
         {0, "optim", BR_OPT_STR, &c.optim, "OPT", "sgd | adam (default sgd)"},
-        {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 64 for bpr, 32 for mse, 5 for dot+mse as in the seed)"},
-        {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs (default 40 for bpr, 30 for mse)"},
+        {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 64 for bpr, 128 for mse, 5 for dot+mse as in the seed)"},
+        {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs (default 40 for bpr, 60 for mse, 30 for adam and dot)"},
         {0, "lr", BR_OPT_FLOAT, &c.lr, "X", "learning rate"},
         {0, "lr-decay", BR_OPT_FLOAT, &c.lr_decay, "X", "SGD: learning rate multiplier per epoch"},
         {0, "reg", BR_OPT_FLOAT, &c.reg, "X", "L2 regularisation of embeddings"},
@@ -605,8 +605,6 @@ int main(int argc, char **argv)
     br_train_defaults(&to, (br_model_kind)kind, (br_loss_kind)loss, (br_optim_kind)optim);
     if (autorec)
         br_train_defaults_autorec(&to);
-    if (kind == BR_MODEL_DOT && loss == BR_LOSS_MSE)
-        to.dim = 5;   /* the seed tutorial's network */
     if (c.dim)
         to.dim = c.dim;
     if (c.epochs)
@@ -835,10 +833,10 @@ int main(int argc, char **argv)
         double vmetric = NAN, rm = NAN, ma = NAN;
         if (loss == BR_LOSS_MSE) {
             if (n_test)
-                br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, &rm, &ma, NULL);
+                br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &rm, &ma, NULL);
             if (early) {
                 double vm;
-                br_eval_rmse(&prm, r, fold, BR_FOLD_VALID, &vmetric, &vm, NULL);
+                br_eval_rmse(&prm, r, fold, BR_FOLD_VALID, c.threads, &vmetric, &vm, NULL);
             }
         } else if (early) {
             br_rank_metrics vm;
