@@ -75,9 +75,9 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
      * ratings, many dimensions held small by strong regularisation (dim 32
      * with reg 0.06 reached test RMSE 0.832, dim 128 with reg 0.12 0.822). */
     o->dim = 128;
-    o->epochs = 60;
-    o->lr = 0.03f;
-    o->lr_decay = 0.95f;
+    o->epochs = 30;
+    o->lr = 0.05f;
+    o->lr_decay = 0.9f;
     o->reg = 0.12f;
     o->reg_bias = 0.03f;
     if (optim == BR_OPTIM_ADAM) {

@@ -514,7 +514,7 @@ int main(int argc, char **argv)
         {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "bpr (ranking, default) | mse (rating regression)"},
         {0, "optim", BR_OPT_STR, &c.optim, "OPT", "sgd | adam (default sgd)"},
         {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 64 for bpr, 128 for mse, 5 for dot+mse as in the seed)"},
-        {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs (default 40 for bpr, 60 for mse, 30 for adam and dot)"},
+        {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs (default 40 for bpr, 30 for mse)"},
         {0, "lr", BR_OPT_FLOAT, &c.lr, "X", "learning rate"},
         {0, "lr-decay", BR_OPT_FLOAT, &c.lr_decay, "X", "SGD: learning rate multiplier per epoch"},
         {0, "reg", BR_OPT_FLOAT, &c.reg, "X", "L2 regularisation of embeddings"},
@@ -665,34 +665,47 @@ int main(int argc, char **argv)
     if (c.distributed)
         return run_distributed(&argc, &argv, &c, &to, rpath, bpath);
 
+    /* The ratings and the book list are read at once, each on its own
+     * core (both are mostly gunzip and CSV parsing). */
     br_ratings *r = NULL;
     uint8_t *fold = NULL;
     size_t n_test_rows = 0;
-    e = load_ratings(&c, rpath, &r, &fold, &n_test_rows, &d);
-    if (e)
+    br_books *books = NULL;
+    br_diag db, dtags;
+    br_diag_clear(&db);
+    br_diag_clear(&dtags);
+    br_err eb = BR_OK, etags = BR_OK;
+    double t_ratings = 0;
+#pragma omp parallel sections num_threads(c.threads > 1 ? 2 : 1)
+    {
+#pragma omp section
+        {
+            e = load_ratings(&c, rpath, &r, &fold, &n_test_rows, &d);
+            t_ratings = br_now() - t0;
+        }
+#pragma omp section
+        if (bpath[0]) {
+            eb = br_books_load(bpath, &books, &db);
+            if (!eb && tpath[0])
+                etags = br_books_load_tags(books, tpath, tnpath, &dtags);
+        }
+    }
+    if (e) {
+        br_books_free(books);
         return die(e, &d);
+    }
     char b1[32], b2[32], b3[32], b4[32], b5[32], tb[32];
     br_say("loaded %s: %s ratings, %s users, %s books (%s duplicate rows merged) in %s\n", rpath,
         br_fmt_count(r->n, b1, sizeof b1), br_fmt_count(r->n_users, b2, sizeof b2),
         br_fmt_count(r->n_books, b3, sizeof b3), br_fmt_count(r->dup_rows, b4, sizeof b4),
-        br_fmt_duration(br_now() - t0, tb, sizeof tb));
-
-    br_books *books = NULL;
-    if (bpath[0]) {
-        e = br_books_load(bpath, &books, &d);
-        if (e) {
-            br_ratings_free(r);
-            free(fold);
-            return die(e, &d);
-        }
-        if (tpath[0]) {
-            e = br_books_load_tags(books, tpath, tnpath, &d);
-            if (e) {
-                br_say("warning: no genres: %s\n", br_diag_text(&d, e));
-                br_diag_clear(&d);
-            }
-        }
+        br_fmt_duration(t_ratings, tb, sizeof tb));
+    if (eb) {
+        br_ratings_free(r);
+        free(fold);
+        return die(eb, &db);
     }
+    if (etags)
+        br_say("warning: no genres: %s\n", br_diag_text(&dtags, etags));
 
     /* to_read pairs: extra positives for BPR (users and books the ratings know). */
     uint32_t *xu = NULL, *xb = NULL;
