@@ -357,24 +357,51 @@ br_err br_rec_similar(const br_rec *r, br_rec_scratch *s, uint32_t book_id, size
 
 /* ---- fold-in --------------------------------------------------------------- */
 
+/* a . b over n doubles, in four independent sums (a single running sum
+ * waits on each addition: most of a fold-in's time at dim 128). */
+static inline double br_ddot(const double *a, const double *b, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += a[k] * b[k];
+        s1 += a[k + 1] * b[k + 1];
+        s2 += a[k + 2] * b[k + 2];
+        s3 += a[k + 3] * b[k + 3];
+    }
+    for (; k < n; k++)
+        s0 += a[k] * b[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* The same for two float rows, in double. */
+static inline double br_fdot(const float *a, const float *b, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += (double)a[k] * b[k];
+        s1 += (double)a[k + 1] * b[k + 1];
+        s2 += (double)a[k + 2] * b[k + 2];
+        s3 += (double)a[k + 3] * b[k + 3];
+    }
+    for (; k < n; k++)
+        s0 += (double)a[k] * b[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
 /* In-place Cholesky factor (lower) of the n x n matrix A; 0 if not positive
  * definite. */
 static int br_cholesky(double *A, size_t n)
 {
     for (size_t j = 0; j < n; j++) {
-        double d = A[j * n + j];
-        for (size_t k = 0; k < j; k++)
-            d -= A[j * n + k] * A[j * n + k];
+        double d = A[j * n + j] - br_ddot(A + j * n, A + j * n, j);
         if (!(d > 0.0))
             return 0;
         d = sqrt(d);
         A[j * n + j] = d;
-        for (size_t i = j + 1; i < n; i++) {
-            double v = A[i * n + j];
-            for (size_t k = 0; k < j; k++)
-                v -= A[i * n + k] * A[j * n + k];
-            A[i * n + j] = v / d;
-        }
+        for (size_t i = j + 1; i < n; i++)
+            A[i * n + j] = (A[i * n + j] - br_ddot(A + i * n, A + j * n, j)) / d;
     }
     return 1;
 }
@@ -382,12 +409,8 @@ static int br_cholesky(double *A, size_t n)
 /* Solves L L^T x = b in place (x holds b on entry). */
 static void br_chol_solve(const double *L, size_t n, double *x)
 {
-    for (size_t i = 0; i < n; i++) {
-        double v = x[i];
-        for (size_t k = 0; k < i; k++)
-            v -= L[i * n + k] * x[k];
-        x[i] = v / L[i * n + i];
-    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = (x[i] - br_ddot(L + i * n, x, i)) / L[i * n + i];
     for (size_t i = n; i-- > 0;) {
         double v = x[i];
         for (size_t k = i + 1; k < n; k++)
@@ -456,6 +479,47 @@ static br_err br_rec_foldin_mse(const br_rec *r, br_rec_scratch *s, size_t m, fl
 {
     size_t dim = r->dim, D = dim + (r->bu ? 1 : 0);
     double *A = s->A, *x = s->w, *f = s->w + D;
+    /* The trainer regularises once per rating: reg * n on the diagonal. A
+     * tiny ridge keeps an unregularised model solvable with few books. */
+    double lam = (double)r->reg * (double)m, lamb = (double)r->reg_bias * (double)m;
+    if (m < D && lam >= 1e-6 && (!r->bu || lamb >= 1e-6)) {
+        /* Fewer books than unknowns: the same solution from the m x m
+         * system. With F the books' rows (and a 1 for the bias), t the
+         * targets and L the diagonal of regularisers,
+         *   (F^T F + L) x = F^T t  has  x = L^-1 F^T a,  (F L^-1 F^T + I) a = t,
+         * as (F^T F + L) L^-1 F^T a = F^T (F L^-1 F^T + I) a. */
+        double il = 1.0 / lam, ilb = r->bu ? 1.0 / lamb : 0.0, *a = x;
+        for (size_t j = 0; j < m; j++) {
+            const float *qj = r->Q + (size_t)s->books[j] * r->stride;
+            for (size_t k = 0; k <= j; k++) {
+                const float *qk = r->Q + (size_t)s->books[k] * r->stride;
+                A[j * m + k] = il * br_fdot(qj, qk, dim) + ilb + (j == k ? 1.0 : 0.0);
+                A[k * m + j] = A[j * m + k];
+            }
+            a[j] = (double)s->rating[j] -
+                   (r->bb ? (double)r->mean + r->bb[s->books[j]] : 0.0);
+        }
+        if (!br_cholesky(A, m))
+            return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the normal equations are singular");
+        br_chol_solve(A, m, a);
+        memset(f, 0, D * sizeof *f);
+        for (size_t j = 0; j < m; j++) {
+            const float *qj = r->Q + (size_t)s->books[j] * r->stride;
+            for (size_t d = 0; d < dim; d++)
+                f[d] += a[j] * qj[d];
+            if (r->bu)
+                f[dim] += a[j];
+        }
+        memset(vec, 0, r->stride * sizeof *vec);
+        for (size_t d = 0; d < dim; d++) {
+            double v = il * f[d];
+            if (!isfinite(v) || fabs(v) > 1e30)
+                return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
+            vec[d] = (float)v;
+        }
+        *bias = r->bu ? (float)(ilb * f[dim]) : 0.0f;
+        return BR_OK;
+    }
     memset(A, 0, D * D * sizeof *A);
     memset(x, 0, D * sizeof *x);
     for (size_t j = 0; j < m; j++) {
@@ -474,9 +538,6 @@ static br_err br_rec_foldin_mse(const br_rec *r, br_rec_scratch *s, size_t m, fl
                 row[c] += fa * f[c];
         }
     }
-    /* The trainer regularises once per rating: reg * n on the diagonal. A
-     * tiny ridge keeps an unregularised model solvable with few books. */
-    double lam = (double)r->reg * (double)m, lamb = (double)r->reg_bias * (double)m;
     for (size_t a = 0; a < dim; a++)
         A[a * D + a] += lam > 1e-9 ? lam : 1e-9;
     if (r->bu)

@@ -428,6 +428,75 @@ static void test_foldin_recovers_planted(void **state)
     }
 }
 
+/* The regularised least-squares fold-in against a reference solve here
+ * (normal equations by Gauss-Jordan in long double), with fewer books than
+ * unknowns (the m x m path) and more (the d x d path), both model kinds. */
+static void test_foldin_matches_reference(void **state)
+{
+    (void)state;
+    enum { DIM = 40, NB = 200 };
+    static const size_t ms[] = {1, 5, 17, 40, 41, 60, 150};
+    for (int kind = BR_MODEL_DOT; kind <= BR_MODEL_BIASED; kind++) {
+        synth s;
+        synth_make(&s, (br_model_kind)kind, BR_LOSS_MSE, 2, NB, DIM, 77, 0, 0.1f);
+        br_rec_scratch *sc;
+        assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+        uint32_t st = br_model_get_meta(s.m)->stride;
+        const float *Q = br_model_book_vecs(s.m), *bb = br_model_book_bias(s.m);
+        int biased = kind == BR_MODEL_BIASED;
+        size_t D = DIM + (biased ? 1 : 0);
+        br_rng g;
+        br_rng_seed(&g, 9);
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+            size_t m = ms[mi];
+            uint32_t ids[NB], bk[NB];
+            float r[NB];
+            for (size_t i = 0; i < m; i++) {
+                bk[i] = (uint32_t)(i * 7 % NB);   /* distinct while m <= NB / gcd */
+                ids[i] = s.bid[bk[i]];
+                r[i] = (float)(1 + br_rng_below(&g, 5));
+            }
+            static long double A[DIM + 1][DIM + 2];
+            memset(A, 0, sizeof A);
+            for (size_t i = 0; i < m; i++) {
+                long double f[DIM + 1];
+                for (size_t d = 0; d < DIM; d++)
+                    f[d] = Q[(size_t)bk[i] * st + d];
+                if (biased)
+                    f[DIM] = 1;
+                long double t = r[i] - (biased ? 3.5L + bb[bk[i]] : 0.0L);
+                for (size_t a = 0; a < D; a++) {
+                    for (size_t c = 0; c < D; c++)
+                        A[a][c] += f[a] * f[c];
+                    A[a][D] += f[a] * t;
+                }
+            }
+            for (size_t a = 0; a < D; a++)
+                A[a][a] += 0.1L * (long double)m;
+            for (size_t c = 0; c < D; c++) {   /* Gauss-Jordan, no pivoting: SPD */
+                for (size_t a = 0; a < D; a++) {
+                    if (a == c)
+                        continue;
+                    long double f = A[a][c] / A[c][c];
+                    for (size_t e = c; e <= D; e++)
+                        A[a][e] -= f * A[c][e];
+                }
+            }
+            float vec[DIM + 8] __attribute__((aligned(64))), bias = -1;
+            br_diag d;
+            assert_int_equal(br_rec_foldin(s.rec, sc, ids, r, m, vec, &bias, &d), BR_OK);
+            for (size_t a = 0; a < DIM; a++)
+                assert_true(fabsl(vec[a] - A[a][D] / A[a][a]) < 1e-5L);
+            if (biased)
+                assert_true(fabsl(bias - A[DIM][D] / A[DIM][DIM]) < 1e-5L);
+            else
+                assert_true(bias == 0.0f);
+        }
+        br_rec_scratch_free(sc);
+        synth_free(&s);
+    }
+}
+
 /* Dot model, planted exactly (no offset): recovered. */
 static void test_foldin_dot_exact(void **state)
 {
@@ -669,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_similar),
         cmocka_unit_test(test_foldin_recovers_planted),
         cmocka_unit_test(test_foldin_dot_exact),
+        cmocka_unit_test(test_foldin_matches_reference),
         cmocka_unit_test(test_foldin_bpr_direction),
         cmocka_unit_test(test_predict),
         cmocka_unit_test(test_threads_agree),
