@@ -74,39 +74,30 @@ void br_train_defaults(br_train_opts *o, br_model_kind kind, br_loss_kind loss,
     /* Chosen on the goodbooks-10k 80/20 split (README, "Defaults"): for
      * ratings, many dimensions held small by strong regularisation (dim 32
      * with reg 0.06 reached test RMSE 0.832, dim 128 with reg 0.12 0.822). */
-    o->dim = 128;
-    o->epochs = 30;
-    o->lr = 0.05f;
-    o->lr_decay = 0.9f;
-    o->reg = 0.12f;
-    o->reg_bias = 0.03f;
-    if (optim == BR_OPTIM_ADAM) {
-        o->epochs = 30;
-        o->lr = 0.002f;
-        o->reg = 0.15f;
-    }
-    if (kind == BR_MODEL_DOT) {
-        /* the seed tutorial's network: 5 dimensions, no biases */
-        o->dim = 5;
-        o->epochs = 30;
-        o->lr = optim == BR_OPTIM_ADAM ? 0.002f : 0.02f;
-        o->lr_decay = 0.9f;
-        o->reg = 0.06f;
-    }
+    static const struct {
+        uint32_t dim, epochs;
+        float lr, lr_decay, reg, reg_bias;
+    } presets[] = {
+        {128, 30, 0.05f, 0.9f, 0.12f, 0.03f},    /* ratings (mse), SGD */
+        {128, 30, 0.002f, 0.9f, 0.15f, 0.03f},   /* ratings, Adam */
+        {5, 30, 0.02f, 0.9f, 0.06f, 0.01f},      /* dot, mse: the seed tutorial's network */
+        {5, 30, 0.002f, 0.9f, 0.06f, 0.01f},     /* dot, mse, Adam */
+        {64, 40, 0.1f, 0.95f, 0.01f, 0.01f},     /* ranking (bpr), SGD */
+        {64, 40, 0.005f, 0.95f, 0.01f, 0.01f},   /* ranking, Adam */
+    };
+    size_t i = (loss == BR_LOSS_BPR ? 4 : kind == BR_MODEL_DOT ? 2 : 0) +
+               (optim == BR_OPTIM_ADAM ? 1 : 0);
+    o->dim = presets[i].dim;
+    o->epochs = presets[i].epochs;
+    o->lr = presets[i].lr;
+    o->lr_decay = presets[i].lr_decay;
+    o->reg = presets[i].reg;
+    o->reg_bias = presets[i].reg_bias;
+    o->neg = loss == BR_LOSS_BPR ? 16 : 1;
     o->init_std = 0.1f;
     o->seed = 42;
     o->threads = 1;
-    o->neg = 1;
     o->reg_y = 0.5f;
-    if (loss == BR_LOSS_BPR) {
-        o->dim = 64;
-        o->epochs = 40;
-        o->lr = optim == BR_OPTIM_ADAM ? 0.005f : 0.1f;
-        o->lr_decay = 0.95f;
-        o->reg = 0.01f;
-        o->reg_bias = 0.01f;
-        o->neg = 16;
-    }
 }
 
 void br_train_defaults_autorec(br_train_opts *o)
