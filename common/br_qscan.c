@@ -153,12 +153,15 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
     return BR_OK;
 }
 
-/* The bounds (n_blocks x 8 floats), the group maxima (ceil(n_blocks / 2)
- * floats), the candidates' indices and exact scores (n_books each). */
+/* Group counts and the work space: the bounds (16 per group, the tail of
+ * the last group -INFINITY), the group maxima (padded with -INFINITY to a
+ * multiple of 16), the candidates' indices and exact scores (n_books each). */
+static size_t br_qscan_groups(const br_qscan *q) { return (q->n_blocks + 1) / 2; }
+static size_t br_qscan_gpad(const br_qscan *q) { return (br_qscan_groups(q) + 15) / 16 * 16; }
+
 size_t br_qscan_work_bytes(const br_qscan *q)
 {
-    size_t groups = (q->n_blocks + 1) / 2;
-    return ((size_t)q->n_blocks * 8 + groups) * sizeof(float) +
+    return (br_qscan_groups(q) * 16 + br_qscan_gpad(q)) * sizeof(float) +
            (size_t)q->n_books * (sizeof(uint32_t) + sizeof(float));
 }
 
@@ -179,19 +182,6 @@ static float br_qscan_exact(void *p, uint32_t b)
     return s;
 }
 
-static int br_qscan_excluded(const uint32_t *ex, size_t n_ex, uint32_t b)
-{
-    size_t lo = 0, hi = n_ex;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ex[mid] < b)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n_ex && ex[lo] == b;
-}
-
 static inline void br_qscan_prefetch(const br_qscan_ctx *c, uint32_t b)
 {
     const char *row = (const char *)(c->Q + (size_t)b * c->stride);
@@ -199,117 +189,166 @@ static inline void br_qscan_prefetch(const br_qscan_ctx *c, uint32_t b)
         __builtin_prefetch(row + off);
 }
 
-/* Groups looked at per wanted book when seeking the floor. */
+/* Bit i set when x[i] >= t (eq: x[i] == t), for i < 16. With SSE2, the
+ * x86-64 baseline, four compares and four mask moves; a loop elsewhere
+ * (the same bits). */
+static inline uint32_t br_qscan_mask16(const float *x, float t, int eq)
+{
+#if defined(__SSE2__)
+    __m128 vt = _mm_set1_ps(t), a = _mm_loadu_ps(x), b = _mm_loadu_ps(x + 4),
+           c = _mm_loadu_ps(x + 8), d = _mm_loadu_ps(x + 12);
+    if (eq) {
+        a = _mm_cmpeq_ps(a, vt), b = _mm_cmpeq_ps(b, vt);
+        c = _mm_cmpeq_ps(c, vt), d = _mm_cmpeq_ps(d, vt);
+    } else {
+        a = _mm_cmpge_ps(a, vt), b = _mm_cmpge_ps(b, vt);
+        c = _mm_cmpge_ps(c, vt), d = _mm_cmpge_ps(d, vt);
+    }
+    return (uint32_t)_mm_movemask_ps(a) | (uint32_t)_mm_movemask_ps(b) << 4 |
+           (uint32_t)_mm_movemask_ps(c) << 8 | (uint32_t)_mm_movemask_ps(d) << 12;
+#else
+    uint32_t m = 0;
+    for (int i = 0; i < 16; i++)
+        m |= (uint32_t)(eq ? x[i] == t : x[i] >= t) << i;
+    return m;
+#endif
+}
+
+static inline unsigned br_qscan_ctz(uint32_t m) { return (unsigned)__builtin_ctz(m); }
+
+/* How many of x[0..n) reach t (a loop the compiler vectorises). */
+static size_t br_qscan_count(const float *x, size_t n, float t)
+{
+    uint32_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += x[i] >= t;
+    return c;
+}
+
+/* Groups looked at per wanted book when seeking the floor: between
+ * BR_QSCAN_SEEDS k and twice that (fewer only when ties leave no level in
+ * between; more are cut at the cap). */
 #define BR_QSCAN_SEEDS 2
 
-/* The indices of the `want` largest of x[0..n) (want <= 64; ties taken in
- * any order) into idx, best first; returns how many (min(want, n)). A
- * sorted array with one compare per rejected value: the floor's seeds need
- * no more, and this costs a fraction of a heap of br_scored. */
-static size_t br_qscan_best(const float *x, size_t n, size_t want, float *val, uint32_t *idx)
+/* A level that at least `want` of the group maxima gmax[0..n) reach and,
+ * unless ties or the float grid prevent it, at most 2 want: by bisection
+ * on the value, one vectorised count per step (a few steps: the level sits
+ * in the upper tail). A cheap stand-in for "the want-th largest": the floor
+ * needs good seeds, not the best. */
+static float br_qscan_seed_level(const float *gmax, size_t n, size_t want)
 {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        if (m == want && !(v > val[m - 1]))
-            continue;
-        size_t j = m < want ? m++ : m - 1;
-        for (; j > 0 && val[j - 1] < v; j--) {
-            val[j] = val[j - 1];
-            idx[j] = idx[j - 1];
-        }
-        val[j] = v;
-        idx[j] = (uint32_t)i;
+    float lo = gmax[0], hi = gmax[0];
+    for (size_t i = 1; i < n; i++) {
+        lo = gmax[i] < lo ? gmax[i] : lo;
+        hi = gmax[i] > hi ? gmax[i] : hi;
     }
+    if (br_qscan_count(gmax, n, hi) >= want)
+        return hi;
+    /* count(lo) >= want > count(hi) */
+    for (int it = 0; it < 64; it++) {
+        float mid = 0.5f * lo + 0.5f * hi;
+        if (!(mid > lo && mid < hi))
+            break;
+        size_t c = br_qscan_count(gmax, n, mid);
+        if (c < want) {
+            hi = mid;
+        } else {
+            lo = mid;
+            if (c <= 2 * want)
+                break;
+        }
+    }
+    return lo;
+}
+
+/* The books of lo..lo+len (len <= 16) not in ex[*e..), as bits; *e is
+ * moved to the first entry >= lo (ex ascending, lo rising between calls). */
+static inline uint32_t br_qscan_unread(const uint32_t *ex, size_t n_ex, size_t *e, uint32_t lo,
+                                       uint32_t len)
+{
+    uint32_t m = len == 16 ? 0xffffu : (1u << len) - 1;
+    size_t j = *e;
+    while (j < n_ex && ex[j] < lo)
+        j++;
+    *e = j;
+    for (; j < n_ex && ex[j] < lo + len; j++)
+        m &= ~(1u << (ex[j] - lo));
     return m;
 }
 
-/* A score the k-th best reaches: the BR_QSCAN_SEEDS k groups of 16 with the
- * highest bounds each give their best-bounded unread book; the k-th best
- * exact score of those distinct books is such a score. -INFINITY if fewer
- * than k were found. k <= 32. */
+/* A score the k-th best reaches: the groups of 16 whose bound reaches the
+ * seed level each give their best-bounded unread book (seed[], ascending;
+ * at most 2 BR_QSCAN_SEEDS k of them), and the k-th best exact score of
+ * those distinct books (val[], kept for the candidates) is such a score.
+ * -INFINITY if fewer than k were found. k <= 32. */
+#define BR_QSCAN_SEEDCAP (2 * BR_QSCAN_SEEDS * 32)
 static float br_qscan_floor(const br_qscan *q, const float *bound, const float *gmax,
                             const uint32_t *ex, size_t n_ex, size_t k, br_qscan_ctx *c,
                             uint32_t *seed, float *val, size_t *n_seed)
 {
-    size_t groups = (q->n_blocks + 1) / 2, want = BR_QSCAN_SEEDS * k;
-    float tmp[BR_QSCAN_SEEDS * 32];
-    size_t got = br_qscan_best(gmax, groups, want, val, seed), found = 0;
+    size_t groups = br_qscan_groups(q), want = BR_QSCAN_SEEDS * k, cap = 2 * want, found = 0;
+    size_t e = 0;
+    float level = br_qscan_seed_level(gmax, groups, want);
     *n_seed = 0;
-    for (size_t g = 0; g < got; g++) {
-        uint32_t lo = seed[g] * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books, best;
-        /* the group's best bound; the next best while that book is read */
-        uint32_t skip = 0;   /* bit i: book lo + i is read */
-        for (;;) {
-            best = hi;
-            for (uint32_t b = lo; b < hi; b++)
-                if (!(skip >> (b - lo) & 1) && (best == hi || bound[b] > bound[best]))
-                    best = b;
-            if (best == hi || !br_qscan_excluded(ex, n_ex, best))
-                break;
-            skip |= 1u << (best - lo);
-        }
-        if (best < hi) {
-            br_qscan_prefetch(c, best);
-            seed[found++] = best;
+    for (size_t g0 = 0; g0 < groups && found < cap; g0 += 16) {
+        for (uint32_t gm = br_qscan_mask16(gmax + g0, level, 0); gm && found < cap;
+             gm &= gm - 1) {
+            uint32_t lo = (uint32_t)(g0 + br_qscan_ctz(gm)) * 16;
+            uint32_t len = q->n_books - lo < 16 ? q->n_books - lo : 16;
+            uint32_t avail = br_qscan_unread(ex, n_ex, &e, lo, len);
+            /* the group's max, when an unread real book has it (the first
+             * such); else the best of the unread */
+            uint32_t top = br_qscan_mask16(bound + lo, gmax[lo / 16], 1) & avail;
+            if (!top)
+                for (uint32_t m = avail; m; m &= m - 1) {
+                    uint32_t i = br_qscan_ctz(m);
+                    if (!top || bound[lo + i] > bound[lo + br_qscan_ctz(top)])
+                        top = 1u << i;
+                }
+            if (top)
+                seed[found++] = lo + br_qscan_ctz(top);
         }
     }
     if (found < k)
         return -INFINITY;
-    /* the seeds' exact scores, kept (ascending by book) for the candidates */
-    for (size_t i = 1; i < found; i++) {
-        uint32_t b = seed[i];
-        size_t j = i;
-        for (; j > 0 && seed[j - 1] > b; j--)
-            seed[j] = seed[j - 1];
-        seed[j] = b;
-    }
     for (size_t i = 0; i < found; i++)
-        tmp[i] = val[i] = br_qscan_exact(c, seed[i]);
+        br_qscan_prefetch(c, seed[i]);
+    for (size_t i = 0; i < found; i++)
+        val[i] = br_qscan_exact(c, seed[i]);
     *n_seed = found;
-    /* the k-th largest: sort the few values (descending, NaN last) */
-    for (size_t i = 1; i < found; i++) {
-        float v = tmp[i];
-        size_t j = i;
-        for (; j > 0 && (tmp[j - 1] < v || (tmp[j - 1] != tmp[j - 1] && v == v)); j--)
-            tmp[j] = tmp[j - 1];
-        tmp[j] = v;
+    /* the k-th largest (NaN ignored): the largest value that at least k
+     * values reach; counts without branches */
+    float floor = -INFINITY;
+    for (size_t i = 0; i < found; i++) {
+        uint32_t ge = 0;
+        for (size_t j = 0; j < found; j++)
+            ge += val[j] >= val[i];
+        floor = ge >= k && val[i] > floor ? val[i] : floor;
     }
-    float floor = tmp[k - 1];
-    return floor == floor ? floor : -INFINITY;
+    return floor;
 }
 
 /* The unread books whose bound reaches `floor`, ascending, into idx; their
- * count, or SIZE_MAX once more than `cap` are found. */
+ * count, or SIZE_MAX once more than `cap` are found. Sixteen group maxima
+ * per mask, then sixteen bounds per group that passes. */
 static size_t br_qscan_candidates(const br_qscan *q, const float *bound, const float *gmax,
                                   float floor, const uint32_t *ex, size_t n_ex, uint32_t *idx,
                                   size_t cap)
 {
-    size_t m = 0, e = 0, groups = ((size_t)q->n_books + 15) / 16;
-    for (size_t g = 0; g < groups; g++) {
-#if defined(__SSE2__)
-        /* four groups per compare: most are below the floor */
-        if (g % 4 == 0 && g + 4 <= groups &&
-            _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(gmax + g), _mm_set1_ps(floor))) == 0) {
-            g += 3;
-            continue;
-        }
-#endif
-        if (gmax[g] < floor)
-            continue;
-        uint32_t lo = (uint32_t)g * 16, hi = lo + 16 < q->n_books ? lo + 16 : q->n_books;
-        for (uint32_t b = lo; b < hi; b++) {
-            if (bound[b] < floor)
+    size_t m = 0, e = 0, groups = br_qscan_groups(q);
+    for (size_t g0 = 0; g0 < groups; g0 += 16)
+        for (uint32_t gm = br_qscan_mask16(gmax + g0, floor, 0); gm; gm &= gm - 1) {
+            uint32_t lo = (uint32_t)(g0 + br_qscan_ctz(gm)) * 16;
+            uint32_t len = q->n_books - lo < 16 ? q->n_books - lo : 16;
+            uint32_t bm = br_qscan_mask16(bound + lo, floor, 0);
+            if (!bm)
                 continue;
-            while (e < n_ex && ex[e] < b)
-                e++;
-            if (e < n_ex && ex[e] == b)
-                continue;
-            if (m == cap)
-                return SIZE_MAX;
-            idx[m++] = b;
+            for (bm &= br_qscan_unread(ex, n_ex, &e, lo, len); bm; bm &= bm - 1) {
+                if (m == cap)
+                    return SIZE_MAX;
+                idx[m++] = lo + br_qscan_ctz(bm);
+            }
         }
-    }
     return m;
 }
 
@@ -354,19 +393,23 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
     const double h = BR_QSCAN_HALF, m = (n + 16) * 0x1p-23, up1 = 1.0 + 0x1p-20;
     float ce = (float)(((double)su * h * u1 + m * l1 * BR_QSCAN_LB) * up1);
     float cm = (float)((m * (fabs((double)add) + q->max_abs_bias) + 64 * (double)FLT_MIN) * up1);
-    float *bound = work, *gmax = work + (size_t)q->n_blocks * 8;
+    size_t groups = br_qscan_groups(q);
+    float *bound = work, *gmax = work + groups * 16;
     kt->qscan(uq, q->blk, q->n_blocks, n, add, su, ce, cm, bound, gmax);
+    for (size_t i = (size_t)q->n_blocks * 8; i < groups * 16; i++)
+        bound[i] = -INFINITY;
+    for (size_t g = groups; g < br_qscan_gpad(q); g++)
+        gmax[g] = -INFINITY;
     br_qscan_ctx c = {kt, u, q->Q, q->bias, n, add};
     if (k > q->n_books)
         k = q->n_books;
-    size_t groups = (q->n_blocks + 1) / 2;
     if (k <= 32 && k * 8 <= groups) {
         /* Small k: a floor, then only the candidates above it, their rows
          * fetched together, scored exactly, and the k best of them taken. */
-        uint32_t *cidx = (uint32_t *)(gmax + groups);
+        uint32_t *cidx = (uint32_t *)(gmax + br_qscan_gpad(q));
         float *cscore = (float *)(cidx + q->n_books);
-        uint32_t seed[BR_QSCAN_SEEDS * 32];
-        float sval[BR_QSCAN_SEEDS * 32];
+        uint32_t seed[BR_QSCAN_SEEDCAP];
+        float sval[BR_QSCAN_SEEDCAP];
         size_t ns = 0;
         float floor = br_qscan_floor(q, bound, gmax, exclude, n_ex, k, &c, seed, sval, &ns);
         size_t nc = floor > -INFINITY
@@ -390,8 +433,8 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
                 cscore[i] = si < ns && seed[si] == cidx[i] ? sval[si] : br_qscan_exact(&c, cidx[i]);
             }
             /* positions ascend with the book indices, so ties still go to
-             * the lower index */
-            size_t got = br_topk(cscore, nc, NULL, 0, k, out);
+             * the lower index; the k best all reach the floor */
+            size_t got = br_topk_bounded(cscore, NULL, floor, nc, NULL, 0, k, NULL, NULL, out);
             for (size_t i = 0; i < got; i++)
                 out[i].idx = cidx[out[i].idx];
             *n_out = got;
