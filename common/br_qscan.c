@@ -2,34 +2,51 @@
  * br_qscan.c - the quantised pre-scan (see br_qscan.h).
  *
  * The values. Books are quantised to int8 with one scale per book, s_b =
- * max|q_bi| / 127, q~_bi = round(q_bi / s_b) in -127..127; the reader to 7
- * bits, s_u = max|u_i| / 63, u~_i = round(u_i / s_u) in -63..63, stored as
- * u~_i + 64 in 1..127 (the kernels' unsigned operand: vpmaddubsw then sums
- * two products of at most 127 x 127, below 2^15, so it never saturates).
- * The offset is taken out exactly: corr_b = 64 sum_i q~_bi.
+ * max|q_bi| / 127, q~_bi = round(q_bi / s_b) in -127..127, stored as
+ * q~_bi + 128 in 1..255 (the kernels' unsigned operand); the reader to 7
+ * bits, s_u = max|u_i| / 63, u~_i = round(u_i / s_u) in -63..63 (the signed
+ * operand: vpmaddubsw then sums two products of at most 255 x 63, below
+ * 2^15, so it never saturates). The offset comes out exactly, once per
+ * query: sum_i (q~_bi + 128) u~_i = idot_b + ucorr, ucorr = 128 sum_i u~_i.
  *
  * The bound. Let n = stride, L_u = 63, L_b = 127, and
  * let the quantised values be u~_i = round(u_i / s_u), q~_bi = round(q_bi / s_b),
  * with u_i = s_u (u~_i + a_i) and q_bi = s_b (q~_bi + c_bi), |a_i|, |c_bi| <= h
- * (h = 0.5 plus room for the float division, checked when quantising). Then
+ * (h = 0.5 plus room for the float arithmetic, checked when quantising). Then
  *
- *   |u . q_b - s_u s_b (u~ . q~_b)| <= s_u s_b (h U1 + h Q1_b + h^2 n)
+ *   |u . q_b - s_u s_b idot_b| <= s_u s_b (h U1 + h Q1_b + h^2 n)
  *
- * with U1 = sum |u~_i| and Q1_b = sum |q~_bi|, as each term is
- * u~_i c_bi + q~_bi a_i + a_i c_bi. The exact float score the kernels compute,
- * (add + bias_b) + fl(u . q_b), differs from the real one by at most
- * (n/8 + 5) 2^-24 (|add| + |bias_b| + sum |u_i q_bi|), and
- * sum |u_i q_bi| <= ||u||_1 max|q_bi| = ||u||_1 L_b s_b; the float evaluation
- * of the bound itself (a few roundings of terms of that size) is covered by
- * the same margin, taken as m = (n + 16) 2^-23, several times the need. So
+ * with idot_b = u~ . q~_b, U1 = sum |u~_i| and Q1_b = sum |q~_bi|, as each
+ * term is u~_i c_bi + q~_bi a_i + a_i c_bi. The exact float score the
+ * kernels compute, (add + bias_b) + fl(u . q_b), differs from the real one
+ * by at most (n/8 + 5) 2^-24 T_b, T_b = |add| + |bias_b| + sum |u_i q_bi|,
+ * and sum |u_i q_bi| <= ||u||_1 max|q_bi| = ||u||_1 L_b s_b. So the real
+ * number
  *
- *   bound_b = (add + bias_b) + s_u s_b idot_b + ce s_b + s_u qerr_b + cm
- *   ce   = s_u h U1 + m ||u||_1 L_b          (per query)
- *   qerr_b = s_b (h Q1_b + h^2 n)            (per book, rounded up)
- *   cm   = m (|add| + max|bias|) + tiny      (per query)
+ *   B_b = (add + cm) + bias_b + s_b (s_u (idot_b + qe_b) + ce)
+ *   qe_b = ceil(h Q1_b + h^2 n)               (per book, an integer)
+ *   ce   = s_u h U1 + m ||u||_1 L_b           (per query, rounded up)
+ *   cm   = m (|add| + max|bias|) + 64 FLT_MIN  (per query, rounded up)
  *
- * is at least the exact float score of book b, which is all br_topk_bounded
- * needs for an exact answer.
+ * with m = (n + 16) 2^-23 is at least the exact float score plus
+ * (1.875 n + 27) 2^-24 T_b: that spare covers the float evaluation of B_b
+ * by the kernels (br_kernels.h):
+ *
+ *   bound_b = fma(s_b, fma(s_u, (float)(idot_b + qe_b), ce), bias_b) + fl(add + cm)
+ *
+ * five roundings (the conversion, two fused multiply-adds, the sum and
+ * add + cm), each at most 2^-24 of a value below 2 T_b (1 + n / 100)
+ * (s_u s_b |idot_b| <= L_b s_b (||u||_1 + n h s_u) and n h s_u <= n / 120
+ * ||u||_1; s_u s_b qe_b is smaller still), and products that underflow,
+ * each off by less than FLT_MIN, within cm's 64 FLT_MIN. So bound_b is at
+ * least the exact float score of book b, which is all the selection needs
+ * for an exact answer.
+ *
+ * The layout (br_kernels.h): blocks of 16 books, for each group of four
+ * dimensions the 16 books' four bytes (64 bytes: one zmm), then the books'
+ * int32 qe_b - the accumulators' start -, float s_b and float bias_b.
+ * Padding books (past n_books) have values 128, qe 0, scale 0 and bias
+ * -INFINITY, so their bound is -INFINITY and never reaches anything.
  */
 #include "br_qscan.h"
 
@@ -54,7 +71,7 @@
 struct br_qscan {
     uint32_t n_books, stride, n_blocks;
     const float *Q, *bias;        /* the exact data (caller's) */
-    int8_t *blk;                  /* n_blocks blocks of 8 stride + 128 bytes (br_kernels.h) */
+    uint8_t *blk;                 /* n_blocks blocks of BR_QSCAN_BLOCK_BYTES (br_kernels.h) */
     float max_abs_bias;
 };
 
@@ -66,18 +83,19 @@ void br_qscan_free(br_qscan *q)
     free(q);
 }
 
-/* round(x / s) clamped to +-lim; *err gets |x / s - result| (in double). */
-static int32_t br_qscan_round(float x, float s, int32_t lim, double *err)
+/* round(x / s) clamped to +-lim, by x * inv (inv = 1 / s in double); *err
+ * gets |x inv - result|, within 2^-50 of |x / s - result|. */
+static int32_t br_qscan_round(float x, double inv, int32_t lim, double *err)
 {
-    double v = (double)x / (double)s;
-    if (v > lim)
-        v = lim;
-    if (v < -lim)
-        v = -lim;
+    double v = (double)x * inv, c = v;
+    if (c > lim)
+        c = lim;
+    if (c < -lim)
+        c = -lim;
     /* half away from zero (no libm call: this runs per value); the error is
      * measured, not assumed */
-    int32_t r = (int32_t)(v >= 0 ? v + 0.5 : v - 0.5);
-    *err = fabs((double)x / (double)s - r);
+    int32_t r = (int32_t)(c >= 0 ? c + 0.5 : c - 0.5);
+    *err = fabs(v - r);
     return r;
 }
 
@@ -92,14 +110,22 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     q->n_books = n_books;
     q->stride = stride;
-    q->n_blocks = (n_books + 7) / 8;
+    q->n_blocks = (n_books + 15) / 16;
     q->Q = Q;
     q->bias = bias;
-    size_t bs = 8 * (size_t)stride + 128;
+    size_t bs = BR_QSCAN_BLOCK_BYTES(stride);
     q->blk = br_alloc64(q->n_blocks * bs);
     if (!q->blk) {
         br_qscan_free(q);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory for the quantised books");
+    }
+    /* every value 128 (zero); the padding's bias -INFINITY */
+    for (size_t j = 0; j < q->n_blocks; j++)
+        memset(q->blk + j * bs, 128, 16 * (size_t)stride);
+    for (uint32_t b = n_books; b < q->n_blocks * 16; b++) {
+        float ninf = -INFINITY;
+        memcpy(q->blk + (size_t)(b / 16) * bs + 16 * (size_t)stride + 128 + 4 * (b % 16), &ninf,
+               4);
     }
     const double h = BR_QSCAN_HALF;
     for (uint32_t b = 0; b < n_books; b++) {
@@ -120,43 +146,39 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
             return br_fail(diag, BR_ERR_UNSUPPORTED, "book %u has a bias the quantised scan "
                            "cannot bound", b);
         }
-        uint8_t *k = (uint8_t *)q->blk + (size_t)(b / 8) * bs + 8 * (size_t)stride + 4 * (b % 8);
-        memcpy(k + 32, &bb, 4);   /* base */
+        uint8_t *dst = q->blk + (size_t)(b / 16) * bs + 4 * (b % 16);
+        uint8_t *k = q->blk + (size_t)(b / 16) * bs + 16 * (size_t)stride + 4 * (b % 16);
+        memcpy(k + 128, &bb, 4);   /* bias */
         q->max_abs_bias = fmaxf(q->max_abs_bias, fabsf(bb));
         if (mx == 0.0f)
-            continue;   /* all zero: scale 0, values 0, error 0 */
+            continue;   /* all zero: scale 0, values 0, qe 0 */
         float s = (float)((double)mx / BR_QSCAN_LB);
         if (!(s > 0.0f) || !isnormal(s))
             s = FLT_MIN;   /* tiny rows: values still round within the limit */
-        double q1 = 0.0, worst = 0.0;
-        int32_t sum = 0;
-        int8_t *dst = q->blk + (size_t)(b / 8) * bs + 4 * (b % 8);
+        double q1 = 0.0, worst = 0.0, inv = 1.0 / (double)s;
         for (uint32_t i = 0; i < stride; i++) {
             double err;
-            int32_t v = br_qscan_round(row[i], s, BR_QSCAN_LB, &err);
+            int32_t v = br_qscan_round(row[i], inv, BR_QSCAN_LB, &err);
             worst = err > worst ? err : worst;
             q1 += abs(v);
-            sum += v;
-            dst[(i / 4) * 32 + (i % 4)] = (int8_t)v;
+            dst[(i / 4) * 64 + (i % 4)] = (uint8_t)(v + 128);
         }
-        int32_t corr = 64 * sum;
-        memcpy(k, &corr, 4);
-        if (worst > h) {   /* cannot happen for finite normal values; be sure */
+        if (worst > h - 0x1p-30) {   /* cannot happen for finite normal values; be sure */
             br_qscan_free(q);
             return br_fail(diag, BR_ERR_UNSUPPORTED, "book %u quantises past the bound", b);
         }
-        float qerr = (float)((double)s * (h * q1 + h * h * stride) * (1.0 + 0x1p-20));
+        int32_t qe = (int32_t)ceil((h * q1 + h * h * stride) * (1.0 + 0x1p-30));
+        memcpy(k, &qe, 4);
         memcpy(k + 64, &s, 4);
-        memcpy(k + 96, &qerr, 4);
     }
     *out = q;
     return BR_OK;
 }
 
-/* Group counts and the work space: the bounds (16 per group, the tail of
- * the last group -INFINITY), the group maxima (padded with -INFINITY to a
- * multiple of 16), the candidates' indices and exact scores (n_books each). */
-static size_t br_qscan_groups(const br_qscan *q) { return (q->n_blocks + 1) / 2; }
+/* Groups (one per block of 16 books) and the work space: the bounds (16
+ * per group), the group maxima (padded with -INFINITY to a multiple of 16),
+ * the candidates' indices and exact scores (n_books each). */
+static size_t br_qscan_groups(const br_qscan *q) { return q->n_blocks; }
 static size_t br_qscan_gpad(const br_qscan *q) { return (br_qscan_groups(q) + 15) / 16 * 16; }
 
 size_t br_qscan_work_bytes(const br_qscan *q)
@@ -363,41 +385,44 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
         return BR_ERR_UNSUPPORTED;
     float mx = 0.0f;
     double l1 = 0.0;
+    int bad = 0;
     for (uint32_t i = 0; i < n; i++) {
         float a = fabsf(u[i]);
-        if (!(a < BR_QSCAN_MAXABS))
-            return BR_ERR_UNSUPPORTED;
+        bad |= !(a < BR_QSCAN_MAXABS);
         mx = a > mx ? a : mx;
         l1 += a;
     }
+    if (bad)
+        return BR_ERR_UNSUPPORTED;
     uint32_t uq[BR_QSCAN_MAXQUADS];
-    double u1 = 0.0;
+    int32_t u1 = 0, usum = 0;
     float su = 0.0f;
     if (mx > 0.0f) {
         su = (float)((double)mx / BR_QSCAN_LU);
         if (!(su > 0.0f) || !isnormal(su))
             su = FLT_MIN;
     }
+    double inv = su > 0.0f ? 1.0 / (double)su : 0.0, worst = 0.0;
     for (uint32_t i = 0; i < n; i += 4) {
         uint32_t w = 0;
         for (uint32_t t = 0; t < 4; t++) {
-            double e = 0.0;
-            int32_t v = su > 0.0f ? br_qscan_round(u[i + t], su, BR_QSCAN_LU, &e) : 0;
-            if (e > BR_QSCAN_HALF)
-                return BR_ERR_UNSUPPORTED;
+            double e;
+            int32_t v = br_qscan_round(u[i + t], inv, BR_QSCAN_LU, &e);
+            worst = e > worst ? e : worst;
             u1 += abs(v);
-            w |= (uint32_t)(v + 64) << (8 * t);
+            usum += v;
+            w |= (uint32_t)(uint8_t)(int8_t)v << (8 * t);
         }
         uq[i / 4] = w;
     }
+    if (worst > BR_QSCAN_HALF - 0x1p-30)
+        return BR_ERR_UNSUPPORTED;
     const double h = BR_QSCAN_HALF, m = (n + 16) * 0x1p-23, up1 = 1.0 + 0x1p-20;
     float ce = (float)(((double)su * h * u1 + m * l1 * BR_QSCAN_LB) * up1);
     float cm = (float)((m * (fabs((double)add) + q->max_abs_bias) + 64 * (double)FLT_MIN) * up1);
     size_t groups = br_qscan_groups(q);
     float *bound = work, *gmax = work + groups * 16;
-    kt->qscan(uq, q->blk, q->n_blocks, n, add, su, ce, cm, bound, gmax);
-    for (size_t i = (size_t)q->n_blocks * 8; i < groups * 16; i++)
-        bound[i] = -INFINITY;
+    kt->qscan(uq, 128 * usum, q->blk, q->n_blocks, n, su, ce, add + cm, bound, gmax);
     for (size_t g = groups; g < br_qscan_gpad(q); g++)
         gmax[g] = -INFINITY;
     br_qscan_ctx c = {kt, u, q->Q, q->bias, n, add};

@@ -4,7 +4,9 @@
  *
  * - The qscan kernel of every table the CPU runs (scalar, avx2, avx512)
  *   gives the same bits, bounds and group maxima, on random inputs with odd
- *   block counts (the four-block loop and its tail) and strides 8 to 72.
+ *   block counts (the two- and four-block loops and their tails), padding
+ *   books and strides 8 to 72; the scalar one equals a plain reading of the
+ *   layout (the offset of the books' values taken out, 64-bit sums).
  * - br_qscan_topk equals "the kernel's score of every book, then br_topk"
  *   exactly (indices and score bits) for every table: books 1 to 2,003,
  *   strides 8 to 64, k = 1, 3, 10, n - 1, n, n + 3 (both the floor path and
@@ -74,38 +76,55 @@ static void test_kernel_tables_agree(void **state)
     static const size_t blocks[] = {1, 2, 3, 4, 5, 7, 9, 13};
     for (size_t si = 0; si < sizeof strides / sizeof *strides; si++)
         for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
-            size_t st = strides[si], nb = blocks[bi], nbooks = nb * 8, groups = (nb + 1) / 2;
+            size_t st = strides[si], nb = blocks[bi], nbooks = nb * 16;
             uint32_t *uq = zalloc64(st / 4 * sizeof *uq);
-            size_t bs = 8 * st + 128;
-            int8_t *blk = zalloc64(nb * bs);
+            size_t bs = BR_QSCAN_BLOCK_BYTES(st);
+            uint8_t *blk = zalloc64(nb * bs);
+            int32_t usum = 0;
             for (size_t i = 0; i < st / 4; i++)
-                for (int b = 0; b < 4; b++)
-                    uq[i] |= (uint32_t)(1 + br_rng_below(&g, 127)) << (8 * b);
+                for (int b = 0; b < 4; b++) {
+                    int v = (int)br_rng_below(&g, 127) - 63;   /* the reader's -63..63 */
+                    usum += v;
+                    uq[i] |= (uint32_t)(uint8_t)(int8_t)v << (8 * b);
+                }
             for (size_t j = 0; j < nb; j++) {
-                for (size_t i = 0; i < 8 * st; i++)
-                    blk[j * bs + i] = (int8_t)((int)br_rng_below(&g, 255) - 127);
-                uint8_t *k = (uint8_t *)blk + j * bs + 8 * st;
-                for (size_t l = 0; l < 8; l++) {
-                    int32_t corr = (int32_t)br_rng_below(&g, 200000) - 100000;
-                    float base = unif(&g, -2, 2), scale = unif(&g, 0, 0.01f),
-                          qerr = unif(&g, 0, 0.5f);
-                    memcpy(k + 4 * l, &corr, 4);
-                    memcpy(k + 32 + 4 * l, &base, 4);
+                for (size_t i = 0; i < 16 * st; i++)
+                    blk[j * bs + i] = (uint8_t)(1 + br_rng_below(&g, 255));   /* 1..255 */
+                uint8_t *k = blk + j * bs + 16 * st;
+                for (size_t l = 0; l < 16; l++) {
+                    int32_t qe = (int32_t)br_rng_below(&g, 3000);
+                    float scale = unif(&g, 0, 0.01f), base = unif(&g, -2, 2);
+                    if (br_rng_below(&g, 9) == 0)   /* a padding book */
+                        scale = 0.0f, base = -INFINITY;
+                    memcpy(k + 4 * l, &qe, 4);
                     memcpy(k + 64 + 4 * l, &scale, 4);
-                    memcpy(k + 96 + 4 * l, &qerr, 4);
+                    memcpy(k + 128 + 4 * l, &base, 4);
                 }
             }
-            float add = unif(&g, -3, 3), su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1),
-                  cm = unif(&g, 0, 1e-4f);
-            float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(groups * 4);
-            t[0]->qscan(uq, blk, nb, st, add, su, ce, cm, out0, gm0);
-            for (size_t b = 0; b < nbooks; b++) {   /* the maxima are of the bounds */
+            float su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1), add = unif(&g, -3, 3);
+            float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(nb * 4);
+            t[0]->qscan(uq, 128 * usum, blk, nb, st, su, ce, add, out0, gm0);
+            for (size_t b = 0; b < nbooks; b++)   /* the maxima are of the bounds */
                 assert_true(out0[b] <= gm0[b / 16]);
+            /* the scalar reference against a plain reading of the layout */
+            for (size_t b = 0; b < nbooks; b += 5) {
+                const uint8_t *q = blk + (b / 16) * bs, *k = q + 16 * st;
+                int64_t acc = 0;
+                for (size_t i = 0; i < st; i++)
+                    acc += (int64_t)((int)q[(i / 4) * 64 + 4 * (b % 16) + i % 4] - 128) *
+                           (int8_t)(uint8_t)(uq[i / 4] >> (8 * (i % 4)));
+                int32_t qe;
+                float scale, base;
+                memcpy(&qe, k + 4 * (b % 16), 4);
+                memcpy(&scale, k + 64 + 4 * (b % 16), 4);
+                memcpy(&base, k + 128 + 4 * (b % 16), 4);
+                float want = fmaf(scale, fmaf(su, (float)(acc + qe), ce), base) + add;
+                assert_memory_equal(&want, &out0[b], 4);
             }
             for (size_t ti = 1; ti < nt; ti++) {
-                float *out = zalloc64(nbooks * 4), *gm = zalloc64(groups * 4);
-                t[ti]->qscan(uq, blk, nb, st, add, su, ce, cm, out, gm);
-                if (memcmp(out, out0, nbooks * 4) != 0 || memcmp(gm, gm0, groups * 4) != 0) {
+                float *out = zalloc64(nbooks * 4), *gm = zalloc64(nb * 4);
+                t[ti]->qscan(uq, 128 * usum, blk, nb, st, su, ce, add, out, gm);
+                if (memcmp(out, out0, nbooks * 4) != 0 || memcmp(gm, gm0, nb * 4) != 0) {
                     print_error("qscan %s differs from scalar: stride %zu, %zu blocks\n",
                                 t[ti]->name, st, nb);
                     fail();
