@@ -238,13 +238,56 @@ static inline uint32_t br_qscan_mask16(const float *x, float t, int eq)
 
 static inline unsigned br_qscan_ctz(uint32_t m) { return (unsigned)__builtin_ctz(m); }
 
-/* How many of x[0..n) reach t (a loop the compiler vectorises). */
+/* How many of x[0..n) reach t. With SSE2 eight per step in two
+ * accumulators; a loop elsewhere (the same count). */
 static size_t br_qscan_count(const float *x, size_t n, float t)
 {
-    uint32_t c = 0;
-    for (size_t i = 0; i < n; i++)
+    size_t c = 0, i = 0;
+#if defined(__SSE2__)
+    __m128 vt = _mm_set1_ps(t);
+    __m128i c0 = _mm_setzero_si128(), c1 = _mm_setzero_si128();
+    for (; i + 8 <= n; i += 8) {
+        c0 = _mm_sub_epi32(c0, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(x + i), vt)));
+        c1 = _mm_sub_epi32(c1, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(x + i + 4), vt)));
+    }
+    uint32_t l[4];
+    _mm_storeu_si128((__m128i *)l, _mm_add_epi32(c0, c1));
+    c = (size_t)l[0] + l[1] + l[2] + l[3];
+#endif
+    for (; i < n; i++)
         c += x[i] >= t;
     return c;
+}
+
+/* The least and the largest of x[0..n), n >= 1 (finite values). */
+static void br_qscan_range(const float *x, size_t n, float *lo, float *hi)
+{
+    float a = x[0], b = x[0];
+    size_t i = 0;
+#if defined(__SSE2__)
+    if (n >= 8) {
+        __m128 a0 = _mm_loadu_ps(x), a1 = _mm_loadu_ps(x + 4), b0 = a0, b1 = a1;
+        for (i = 8; i + 8 <= n; i += 8) {
+            __m128 v0 = _mm_loadu_ps(x + i), v1 = _mm_loadu_ps(x + i + 4);
+            a0 = _mm_min_ps(a0, v0), a1 = _mm_min_ps(a1, v1);
+            b0 = _mm_max_ps(b0, v0), b1 = _mm_max_ps(b1, v1);
+        }
+        float l[8];
+        _mm_storeu_ps(l, _mm_min_ps(a0, a1));
+        _mm_storeu_ps(l + 4, _mm_max_ps(b0, b1));
+        a = l[0], b = l[4];
+        for (int j = 1; j < 4; j++) {
+            a = l[j] < a ? l[j] : a;
+            b = l[4 + j] > b ? l[4 + j] : b;
+        }
+    }
+#endif
+    for (; i < n; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *lo = a;
+    *hi = b;
 }
 
 /* Groups looked at per wanted book when seeking the floor: between
@@ -259,11 +302,8 @@ static size_t br_qscan_count(const float *x, size_t n, float t)
  * needs good seeds, not the best. */
 static float br_qscan_seed_level(const float *gmax, size_t n, size_t want)
 {
-    float lo = gmax[0], hi = gmax[0];
-    for (size_t i = 1; i < n; i++) {
-        lo = gmax[i] < lo ? gmax[i] : lo;
-        hi = gmax[i] > hi ? gmax[i] : hi;
-    }
+    float lo, hi;
+    br_qscan_range(gmax, n, &lo, &hi);
     if (br_qscan_count(gmax, n, hi) >= want)
         return hi;
     /* count(lo) >= want > count(hi) */
@@ -339,14 +379,11 @@ static float br_qscan_floor(const br_qscan *q, const float *bound, const float *
         val[i] = br_qscan_exact(c, seed[i]);
     *n_seed = found;
     /* the k-th largest (NaN ignored): the largest value that at least k
-     * values reach; counts without branches */
+     * values reach */
     float floor = -INFINITY;
-    for (size_t i = 0; i < found; i++) {
-        uint32_t ge = 0;
-        for (size_t j = 0; j < found; j++)
-            ge += val[j] >= val[i];
-        floor = ge >= k && val[i] > floor ? val[i] : floor;
-    }
+    for (size_t i = 0; i < found; i++)
+        if (val[i] > floor && br_qscan_count(val, found, val[i]) >= k)
+            floor = val[i];
     return floor;
 }
 
