@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 /* Bytes of one block of 16 books of br_qscan's quantised copy (qscan). */
-#define BR_QSCAN_BLOCK_BYTES(stride) (16 * (size_t)(stride) + 192)
+#define BR_QSCAN_BLOCK_BYTES(stride) (16 * (size_t)(stride) + 128)
 
 /* Adam constants for one step (see adam_mf). */
 typedef struct br_adam {
@@ -77,7 +77,8 @@ typedef struct br_kernels {
      * at blk + j BR_QSCAN_BLOCK_BYTES(stride), 64-byte aligned: the books'
      * unsigned values (for each group of four dimensions p, 64 bytes: book
      * l's four at 64 p + 4 l, the lowest dimension first), then for the 16
-     * books int32 qe[16], float scale[16], float base[16]. The reader's
+     * books uint16 qe[16], uint16 scale[16] (the upper half of a float's
+     * bits: a bfloat16, its lower half zero) and float base[16]. The reader's
      * values `uq` are stride / 4 words of four int8 (the lowest dimension
      * in the low byte). For every book, the exact integer
      *   acc = qe - ucorr + sum (unsigned value x signed reader value)

@@ -195,8 +195,8 @@ static inline __m256i br_qscan_quad(const uint8_t *x, __m256i u, __m256i ones)
 static inline void br_qscan_block_out(__m256i lo, __m256i hi, const uint8_t *k, __m256 vsu,
                                       __m256 vce, __m256 vadd, float *out, float *gmax)
 {
-    __m256 r0 = br_qscan_bounds8(lo, k, vsu, vce, vadd);
-    __m256 r1 = br_qscan_bounds8(hi, k + 32, vsu, vce, vadd);
+    __m256 r0 = br_qscan_bounds8(lo, k + 32, k + 64, vsu, vce, vadd);
+    __m256 r1 = br_qscan_bounds8(hi, k + 48, k + 96, vsu, vce, vadd);
     _mm256_store_ps(out, r0);
     _mm256_store_ps(out + 8, r1);
     *gmax = br_qscan_hmax8(_mm256_max_ps(r0, r1));
@@ -212,10 +212,8 @@ static void br_qscan_avx2(const uint32_t *uq, int32_t ucorr, const uint8_t *blk,
     __m256i ones = _mm256_set1_epi16(1), vc = _mm256_set1_epi32(ucorr);
     for (; j + 2 <= n_blocks; j += 2) {
         const uint8_t *q = blk + j * bs, *k0 = q + kv, *k1 = q + bs + kv;
-        __m256i a0 = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)k0), vc);
-        __m256i a1 = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(k0 + 32)), vc);
-        __m256i a2 = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)k1), vc);
-        __m256i a3 = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(k1 + 32)), vc);
+        __m256i a0 = br_qscan_start8(k0, vc), a1 = br_qscan_start8(k0 + 16, vc);
+        __m256i a2 = br_qscan_start8(k1, vc), a3 = br_qscan_start8(k1 + 16, vc);
         for (size_t p = 0; p < quads; p++) {
             __m256i u = _mm256_set1_epi32((int32_t)uq[p]);
             const uint8_t *x = q + p * 64;
@@ -229,8 +227,7 @@ static void br_qscan_avx2(const uint32_t *uq, int32_t ucorr, const uint8_t *blk,
     }
     for (; j < n_blocks; j++) {
         const uint8_t *q = blk + j * bs, *k0 = q + kv;
-        __m256i a0 = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)k0), vc);
-        __m256i a1 = _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(k0 + 32)), vc);
+        __m256i a0 = br_qscan_start8(k0, vc), a1 = br_qscan_start8(k0 + 16, vc);
         for (size_t p = 0; p < quads; p++) {
             __m256i u = _mm256_set1_epi32((int32_t)uq[p]);
             a0 = _mm256_add_epi32(a0, br_qscan_quad(q + p * 64, u, ones));

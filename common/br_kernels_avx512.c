@@ -17,10 +17,17 @@
 static inline __m512 br_qscan_bounds16(__m512i acc, const uint8_t *k, __m512 vsu, __m512 vce,
                                        __m512 vadd)
 {
+    __m512 s = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(k + 32))), 16));
     __m512 t = _mm512_fmadd_ps(vsu, _mm512_cvtepi32_ps(acc), vce);
-    t = _mm512_fmadd_ps(_mm512_load_ps((const float *)(k + 64)), t,
-                        _mm512_load_ps((const float *)(k + 128)));
+    t = _mm512_fmadd_ps(s, t, _mm512_load_ps((const float *)(k + 64)));
     return _mm512_add_ps(t, vadd);
+}
+
+/* A block's accumulators' start: qe - ucorr. */
+static inline __m512i br_qscan_start16(const uint8_t *k, __m512i vc)
+{
+    return _mm512_sub_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)k)), vc);
 }
 
 /* The maxima of four vectors of 16 at once (max is exact: any order gives
@@ -52,10 +59,8 @@ void br_qscan_avx512(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size
     __m512i vc = _mm512_set1_epi32(ucorr);
     for (; j + 4 <= n_blocks; j += 4) {
         const uint8_t *q = blk + j * bs, *k = q + kv;
-        __m512i a0 = _mm512_sub_epi32(_mm512_load_si512(k), vc);
-        __m512i a1 = _mm512_sub_epi32(_mm512_load_si512(k + bs), vc);
-        __m512i a2 = _mm512_sub_epi32(_mm512_load_si512(k + 2 * bs), vc);
-        __m512i a3 = _mm512_sub_epi32(_mm512_load_si512(k + 3 * bs), vc);
+        __m512i a0 = br_qscan_start16(k, vc), a1 = br_qscan_start16(k + bs, vc);
+        __m512i a2 = br_qscan_start16(k + 2 * bs, vc), a3 = br_qscan_start16(k + 3 * bs, vc);
         for (size_t p = 0; p < quads; p++) {
             __m512i u = _mm512_set1_epi32((int32_t)uq[p]);
             const uint8_t *x = q + p * 64;
@@ -76,7 +81,7 @@ void br_qscan_avx512(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size
     }
     for (; j < n_blocks; j++) {
         const uint8_t *q = blk + j * bs, *k = q + kv;
-        __m512i a0 = _mm512_sub_epi32(_mm512_load_si512(k), vc);
+        __m512i a0 = br_qscan_start16(k, vc);
         for (size_t p = 0; p < quads; p++)
             a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(q + p * 64),
                                      _mm512_set1_epi32((int32_t)uq[p]));

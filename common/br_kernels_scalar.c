@@ -138,12 +138,14 @@ static void br_qscan_scalar(const uint32_t *uq, int32_t ucorr, const uint8_t *bl
     for (size_t j = 0; j < n_blocks; j++) {
         const uint8_t *q = blk + j * bs, *k = q + 16 * stride;
         for (size_t l = 0; l < 16; l++) {
-            int32_t acc;
+            uint16_t qe, sh;
             float scale, base;
-            memcpy(&acc, k + 4 * l, 4);
-            memcpy(&scale, k + 64 + 4 * l, 4);
-            memcpy(&base, k + 128 + 4 * l, 4);
-            acc -= ucorr;
+            memcpy(&qe, k + 2 * l, 2);
+            memcpy(&sh, k + 32 + 2 * l, 2);
+            uint32_t bits = (uint32_t)sh << 16;
+            memcpy(&scale, &bits, 4);
+            memcpy(&base, k + 64 + 4 * l, 4);
+            int32_t acc = (int32_t)qe - ucorr;
             for (size_t p = 0; p < quads; p++)
                 for (int t = 0; t < 4; t++)
                     acc += (int32_t)q[p * 64 + 4 * l + t] * (int8_t)(uint8_t)(uq[p] >> (8 * t));

@@ -2,7 +2,8 @@
  * br_qscan.c - the quantised pre-scan (see br_qscan.h).
  *
  * The values. Books are quantised to int8 with one scale per book, s_b =
- * max|q_bi| / 127, q~_bi = round(q_bi / s_b) in -127..127, stored as
+ * max|q_bi| / 127 rounded up to a bfloat16 (so 16 bits store it exactly and
+ * the values still reach 126.5), q~_bi = round(q_bi / s_b) in -127..127, stored as
  * q~_bi + 128 in 1..255 (the kernels' unsigned operand); the reader to 7
  * bits, s_u = max|u_i| / 63, u~_i = round(u_i / s_u) in -63..63 (the signed
  * operand: vpmaddubsw then sums two products of at most 255 x 63, below
@@ -24,7 +25,8 @@
  * number
  *
  *   B_b = (add + cm) + bias_b + s_b (s_u (idot_b + qe_b) + ce)
- *   qe_b = ceil(h Q1_b + h^2 n)               (per book, an integer)
+ *   qe_b = ceil(h Q1_b + h^2 n)               (per book, an integer below
+ *                                               64.4 n: uint16 for n <= 1016)
  *   ce   = s_u h U1 + m ||u||_1 L_b           (per query, rounded up)
  *   cm   = m (|add| + max|bias|) + 64 FLT_MIN  (per query, rounded up)
  *
@@ -44,9 +46,10 @@
  *
  * The layout (br_kernels.h): blocks of 16 books, for each group of four
  * dimensions the 16 books' four bytes (64 bytes: one zmm), then the books'
- * int32 qe_b - the accumulators' start -, float s_b and float bias_b.
- * Padding books (past n_books) have values 128, qe 0, scale 0 and bias
- * -INFINITY, so their bound is -INFINITY and never reaches anything.
+ * uint16 qe_b (the accumulators' start), s_b's upper 16 bits and float
+ * bias_b: 40 bytes a book at dim 32. Padding books (past n_books) have
+ * values 128, qe 0, scale 0 and bias -INFINITY, so their bound is
+ * -INFINITY and never reaches anything.
  */
 #include "br_qscan.h"
 
@@ -64,7 +67,7 @@
 
 #define BR_QSCAN_HALF 0.505          /* bound of |a_i|, |c_bi| (0.5 + room) */
 #define BR_QSCAN_MAXABS 1e15      /* larger values: the plain path */
-#define BR_QSCAN_MAXQUADS 1024
+#define BR_QSCAN_MAXQUADS 254   /* qe_b <= 64.4 n must fit in uint16 */
 #define BR_QSCAN_LB 127           /* |q~| limit */
 #define BR_QSCAN_LU 63            /* |u~| limit */
 
@@ -103,8 +106,11 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
                        br_qscan **out, br_diag *diag)
 {
     *out = NULL;
-    if (!Q || n_books == 0 || stride == 0 || stride % 8 || stride / 4 > BR_QSCAN_MAXQUADS)
+    if (!Q || n_books == 0 || stride == 0 || stride % 8)
         return br_fail(diag, BR_ERR_ARG, "no books or a stride that is not a multiple of 8");
+    if (stride / 4 > BR_QSCAN_MAXQUADS)
+        return br_fail(diag, BR_ERR_UNSUPPORTED, "stride %u: more than the quantised scan's "
+                       "%u dimensions", stride, 4 * BR_QSCAN_MAXQUADS);
     br_qscan *q = calloc(1, sizeof *q);
     if (!q)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
@@ -124,7 +130,7 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
         memset(q->blk + j * bs, 128, 16 * (size_t)stride);
     for (uint32_t b = n_books; b < q->n_blocks * 16; b++) {
         float ninf = -INFINITY;
-        memcpy(q->blk + (size_t)(b / 16) * bs + 16 * (size_t)stride + 128 + 4 * (b % 16), &ninf,
+        memcpy(q->blk + (size_t)(b / 16) * bs + 16 * (size_t)stride + 64 + 4 * (b % 16), &ninf,
                4);
     }
     const double h = BR_QSCAN_HALF;
@@ -147,14 +153,20 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
                            "cannot bound", b);
         }
         uint8_t *dst = q->blk + (size_t)(b / 16) * bs + 4 * (b % 16);
-        uint8_t *k = q->blk + (size_t)(b / 16) * bs + 16 * (size_t)stride + 4 * (b % 16);
-        memcpy(k + 128, &bb, 4);   /* bias */
+        uint8_t *k = q->blk + (size_t)(b / 16) * bs + 16 * (size_t)stride;
+        memcpy(k + 64 + 4 * (b % 16), &bb, 4);   /* bias */
         q->max_abs_bias = fmaxf(q->max_abs_bias, fabsf(bb));
         if (mx == 0.0f)
             continue;   /* all zero: scale 0, values 0, qe 0 */
         float s = (float)((double)mx / BR_QSCAN_LB);
         if (!(s > 0.0f) || !isnormal(s))
             s = FLT_MIN;   /* tiny rows: values still round within the limit */
+        /* up to a bfloat16 (the lower half of the bits zero): what is stored */
+        uint32_t bits;
+        memcpy(&bits, &s, 4);
+        bits = (bits & 0xffffu) ? (bits | 0xffffu) + 1 : bits;
+        memcpy(&s, &bits, 4);
+        uint16_t sh = (uint16_t)(bits >> 16);
         double q1 = 0.0, worst = 0.0, inv = 1.0 / (double)s;
         for (uint32_t i = 0; i < stride; i++) {
             double err;
@@ -167,9 +179,9 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
             br_qscan_free(q);
             return br_fail(diag, BR_ERR_UNSUPPORTED, "book %u quantises past the bound", b);
         }
-        int32_t qe = (int32_t)ceil((h * q1 + h * h * stride) * (1.0 + 0x1p-30));
-        memcpy(k, &qe, 4);
-        memcpy(k + 64, &s, 4);
+        uint16_t qe = (uint16_t)ceil((h * q1 + h * h * stride) * (1.0 + 0x1p-30));
+        memcpy(k + 2 * (b % 16), &qe, 2);
+        memcpy(k + 32 + 2 * (b % 16), &sh, 2);
     }
     *out = q;
     return BR_OK;

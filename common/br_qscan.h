@@ -5,7 +5,7 @@
  * Scoring 10,000 books at dim 32 reads 1.28 MB of floats: more than a core's
  * L2, so the exact scan is bound by memory (about 12 us here). br_qscan
  * keeps a second copy of the book matrix as int8 with one scale per book
- * (440 KB with its constants: blocks of 16 books, one zmm per four
+ * (400 KB with its constants: blocks of 16 books, one zmm per four
  * dimensions, for vpdpbusd / vpmaddubsw) and, per query:
  *
  *   1. quantises the reader's vector to 7 bits with one scale;

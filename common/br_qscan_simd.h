@@ -12,14 +12,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Bounds of eight books from their sums acc (qe - ucorr included); k: their
- * constants (qe at k, scale at k + 64, base at k + 128). */
-static inline __m256 br_qscan_bounds8(__m256i acc, const uint8_t *k, __m256 vsu, __m256 vce,
-                                      __m256 vadd)
+/* Eight books' accumulators' start: qe - ucorr; qe: their uint16 qe. */
+static inline __m256i br_qscan_start8(const uint8_t *qe, __m256i vc)
 {
+    return _mm256_sub_epi32(_mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)qe)), vc);
+}
+
+/* Bounds of eight books from their sums acc (qe - ucorr included); sc:
+ * their bfloat16 scales, base: their float bases. */
+static inline __m256 br_qscan_bounds8(__m256i acc, const uint8_t *sc, const uint8_t *base,
+                                      __m256 vsu, __m256 vce, __m256 vadd)
+{
+    __m256 s = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)sc)), 16));
     __m256 t = _mm256_fmadd_ps(vsu, _mm256_cvtepi32_ps(acc), vce);
-    t = _mm256_fmadd_ps(_mm256_load_ps((const float *)(k + 64)), t,
-                        _mm256_load_ps((const float *)(k + 128)));
+    t = _mm256_fmadd_ps(s, t, _mm256_load_ps((const float *)base));
     return _mm256_add_ps(t, vadd);
 }
 

@@ -92,13 +92,14 @@ static void test_kernel_tables_agree(void **state)
                     blk[j * bs + i] = (uint8_t)(1 + br_rng_below(&g, 255));   /* 1..255 */
                 uint8_t *k = blk + j * bs + 16 * st;
                 for (size_t l = 0; l < 16; l++) {
-                    int32_t qe = (int32_t)br_rng_below(&g, 3000);
-                    float scale = unif(&g, 0, 0.01f), base = unif(&g, -2, 2);
+                    uint16_t qe = (uint16_t)br_rng_below(&g, 65536);
+                    uint16_t sh = (uint16_t)(0x3800 + br_rng_below(&g, 0x0400));   /* ~1e-4..0.01 */
+                    float base = unif(&g, -2, 2);
                     if (br_rng_below(&g, 9) == 0)   /* a padding book */
-                        scale = 0.0f, base = -INFINITY;
-                    memcpy(k + 4 * l, &qe, 4);
-                    memcpy(k + 64 + 4 * l, &scale, 4);
-                    memcpy(k + 128 + 4 * l, &base, 4);
+                        sh = 0, base = -INFINITY;
+                    memcpy(k + 2 * l, &qe, 2);
+                    memcpy(k + 32 + 2 * l, &sh, 2);
+                    memcpy(k + 64 + 4 * l, &base, 4);
                 }
             }
             float su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1), add = unif(&g, -3, 3);
@@ -113,11 +114,13 @@ static void test_kernel_tables_agree(void **state)
                 for (size_t i = 0; i < st; i++)
                     acc += (int64_t)((int)q[(i / 4) * 64 + 4 * (b % 16) + i % 4] - 128) *
                            (int8_t)(uint8_t)(uq[i / 4] >> (8 * (i % 4)));
-                int32_t qe;
+                uint16_t qe, sh;
                 float scale, base;
-                memcpy(&qe, k + 4 * (b % 16), 4);
-                memcpy(&scale, k + 64 + 4 * (b % 16), 4);
-                memcpy(&base, k + 128 + 4 * (b % 16), 4);
+                memcpy(&qe, k + 2 * (b % 16), 2);
+                memcpy(&sh, k + 32 + 2 * (b % 16), 2);
+                uint32_t bits = (uint32_t)sh << 16;
+                memcpy(&scale, &bits, 4);
+                memcpy(&base, k + 64 + 4 * (b % 16), 4);
                 float want = fmaf(scale, fmaf(su, (float)(acc + qe), ce), base) + add;
                 assert_memory_equal(&want, &out0[b], 4);
             }
