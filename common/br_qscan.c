@@ -379,14 +379,14 @@ static float br_qscan_floor(const br_qscan *q, const float *bound, const float *
                     if (!top || bound[lo + i] > bound[lo + br_qscan_ctz(top)])
                         top = 1u << i;
                 }
-            if (top)
-                seed[found++] = lo + br_qscan_ctz(top);
+            if (top) {
+                seed[found] = lo + br_qscan_ctz(top);
+                br_qscan_prefetch(c, seed[found++]);
+            }
         }
     }
     if (found < k)
         return -INFINITY;
-    for (size_t i = 0; i < found; i++)
-        br_qscan_prefetch(c, seed[i]);
     for (size_t i = 0; i < found; i++)
         val[i] = br_qscan_exact(c, seed[i]);
     *n_seed = found;
@@ -451,19 +451,23 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
         if (!(su > 0.0f) || !isnormal(su))
             su = FLT_MIN;
     }
+    /* rounding half up by truncation of a positive number (branch free:
+     * the signs are random); the error is measured, not assumed */
     double inv = su > 0.0f ? 1.0 / (double)su : 0.0, worst = 0.0;
-    for (uint32_t i = 0; i < n; i += 4) {
-        uint32_t w = 0;
-        for (uint32_t t = 0; t < 4; t++) {
-            double e;
-            int32_t v = br_qscan_round(u[i + t], inv, BR_QSCAN_LU, &e);
-            worst = e > worst ? e : worst;
-            u1 += abs(v);
-            usum += v;
-            w |= (uint32_t)(uint8_t)(int8_t)v << (8 * t);
-        }
-        uq[i / 4] = w;
+    int8_t uv[4 * BR_QSCAN_MAXQUADS];
+    for (uint32_t i = 0; i < n; i++) {
+        double v = (double)u[i] * inv, c = v > BR_QSCAN_LU ? BR_QSCAN_LU : v;
+        c = c < -BR_QSCAN_LU ? -BR_QSCAN_LU : c;
+        int32_t r = (int32_t)(c + (BR_QSCAN_LU + 1.5)) - (BR_QSCAN_LU + 1);
+        double e = fabs(v - r);
+        worst = e > worst ? e : worst;
+        u1 += abs(r);
+        usum += r;
+        uv[i] = (int8_t)r;
     }
+    for (uint32_t i = 0; i < n; i += 4)
+        uq[i / 4] = (uint32_t)(uint8_t)uv[i] | (uint32_t)(uint8_t)uv[i + 1] << 8 |
+                    (uint32_t)(uint8_t)uv[i + 2] << 16 | (uint32_t)(uint8_t)uv[i + 3] << 24;
     if (worst > BR_QSCAN_HALF - 0x1p-30)
         return BR_ERR_UNSUPPORTED;
     const double h = BR_QSCAN_HALF, m = (n + 16) * 0x1p-23, up1 = 1.0 + 0x1p-20;
