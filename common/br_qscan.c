@@ -302,10 +302,11 @@ static void br_qscan_range(const float *x, size_t n, float *lo, float *hi)
     *hi = b;
 }
 
-/* Groups looked at per wanted book when seeking the floor: between
- * BR_QSCAN_SEEDS k and twice that (fewer only when ties leave no level in
- * between; more are cut at the cap). */
-#define BR_QSCAN_SEEDS 2
+/* Groups looked at when seeking the floor: between BR_QSCAN_SEEDS(k) and
+ * twice that (fewer only when ties leave no level in between; more are
+ * cut at the cap). 1.5 k: fewer seeds lower the floor (more candidates),
+ * more cost their own exact scores; measured best between k + 2 and 2 k. */
+#define BR_QSCAN_SEEDS(k) ((k) + (k) / 2)
 
 /* A level that at least `want` of the group maxima gmax[0..n) reach and,
  * unless ties or the float grid prevent it, at most 2 want: by bisection
@@ -352,15 +353,15 @@ static inline uint32_t br_qscan_unread(const uint32_t *ex, size_t n_ex, size_t *
 
 /* A score the k-th best reaches: the groups of 16 whose bound reaches the
  * seed level each give their best-bounded unread book (seed[], ascending;
- * at most 2 BR_QSCAN_SEEDS k of them), and the k-th best exact score of
+ * at most 2 BR_QSCAN_SEEDS(k) of them), and the k-th best exact score of
  * those distinct books (val[], kept for the candidates) is such a score.
  * -INFINITY if fewer than k were found. k <= 32. */
-#define BR_QSCAN_SEEDCAP (2 * BR_QSCAN_SEEDS * 32)
+#define BR_QSCAN_SEEDCAP (2 * BR_QSCAN_SEEDS(32))
 static float br_qscan_floor(const br_qscan *q, const float *bound, const float *gmax,
                             const uint32_t *ex, size_t n_ex, size_t k, br_qscan_ctx *c,
                             uint32_t *seed, float *val, size_t *n_seed)
 {
-    size_t groups = br_qscan_groups(q), want = BR_QSCAN_SEEDS * k, cap = 2 * want, found = 0;
+    size_t groups = br_qscan_groups(q), want = BR_QSCAN_SEEDS(k), cap = 2 * want, found = 0;
     size_t e = 0;
     float level = br_qscan_seed_level(gmax, groups, want);
     *n_seed = 0;

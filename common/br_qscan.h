@@ -14,7 +14,7 @@
  *      a proven bound of the quantisation error plus a margin for the float
  *      rounding of both scores (see br_qscan.c for the derivation), and the
  *      max bound of every block (group) of 16 books;
- *   3. finds a floor: the 2k to 4k groups with the highest bounds (a level
+ *   3. finds a floor: the 1.5k to 3k groups with the highest bounds (a level
  *      found by bisection) give as many unread books, and the k-th best of
  *      their exact scores is one the k-th best reaches;
  *   4. collects the unread books whose bound reaches the floor (whole
