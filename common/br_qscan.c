@@ -189,14 +189,14 @@ br_err br_qscan_create(const float *Q, const float *bias, uint32_t n_books, uint
 
 /* Groups (one per block of 16 books) and the work space: the bounds (16
  * per group), the group maxima (padded with -INFINITY to a multiple of 16),
- * the candidates' indices and exact scores (n_books each). */
+ * the candidates' indices (n_books). */
 static size_t br_qscan_groups(const br_qscan *q) { return q->n_blocks; }
 static size_t br_qscan_gpad(const br_qscan *q) { return (br_qscan_groups(q) + 15) / 16 * 16; }
 
 size_t br_qscan_work_bytes(const br_qscan *q)
 {
     return (br_qscan_groups(q) * 16 + br_qscan_gpad(q)) * sizeof(float) +
-           (size_t)q->n_books * (sizeof(uint32_t) + sizeof(float));
+           (size_t)q->n_books * sizeof(uint32_t);
 }
 
 typedef struct br_qscan_ctx {
@@ -486,7 +486,6 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
         /* Small k: a floor, then only the candidates above it, their rows
          * fetched together, scored exactly, and the k best of them taken. */
         uint32_t *cidx = (uint32_t *)(gmax + br_qscan_gpad(q));
-        float *cscore = (float *)(cidx + q->n_books);
         uint32_t seed[BR_QSCAN_SEEDCAP];
         float sval[BR_QSCAN_SEEDCAP];
         size_t ns = 0;
@@ -505,17 +504,23 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
                 if (!(si < ns && seed[si] == cidx[i]))
                     br_qscan_prefetch(&c, cidx[i]);
             }
+            /* the k best into out by insertion (best first; ties by the
+             * lower index): they all reach the floor, so the rest are
+             * passed over with one compare */
+            size_t got = 0;
             si = 0;
             for (size_t i = 0; i < nc; i++) {
                 while (si < ns && seed[si] < cidx[i])
                     si++;
-                cscore[i] = si < ns && seed[si] == cidx[i] ? sval[si] : br_qscan_exact(&c, cidx[i]);
+                br_scored x = {si < ns && seed[si] == cidx[i] ? sval[si] : br_qscan_exact(&c, cidx[i]),
+                               cidx[i]};
+                if (!(x.score >= floor) || (got == k && !br_scored_before(x, out[k - 1])))
+                    continue;
+                size_t j = got < k ? got++ : k - 1;
+                for (; j > 0 && br_scored_before(x, out[j - 1]); j--)
+                    out[j] = out[j - 1];
+                out[j] = x;
             }
-            /* positions ascend with the book indices, so ties still go to
-             * the lower index; the k best all reach the floor */
-            size_t got = br_topk_bounded(cscore, NULL, floor, nc, NULL, 0, k, NULL, NULL, out);
-            for (size_t i = 0; i < got; i++)
-                out[i].idx = cidx[out[i].idx];
             *n_out = got;
             return BR_OK;
         }
