@@ -16,10 +16,13 @@
  *   (so only a sound error bound finds the right books; dropping a term of
  *   the bound fails this test), zero rows, a zero reader, values near 1e-30 and
  *   near 1e12, one huge coordinate among small ones.
+ * - The floor path on 4,099 and 10,007 books with k up to 32: read lists
+ *   of the best books (the groups' maxima read), the widest stride (1016,
+ *   the error term near its 16-bit limit), all rows equal (tied maxima).
  * - A constructed pair where the quantised order is wrong by nearly the
  *   whole error bound.
- * - Values it cannot bound (NaN, infinity, > 1e15) are refused with
- *   BR_ERR_UNSUPPORTED, at create and per query.
+ * - Values it cannot bound (NaN, infinity, > 1e15) and strides past 1016
+ *   are refused with BR_ERR_UNSUPPORTED, at create and per query.
  * - br_topk_bounded with gmax and a floor equals br_topk over the exact
  *   scores, for random slack between bound and score.
  */
@@ -344,6 +347,11 @@ static void test_refuses_what_it_cannot_bound(void **state)
         bias[3] = 0.0f;
     }
     assert_int_equal(br_qscan_create(Q, bias, n, 12, &q, NULL), BR_ERR_ARG);   /* stride */
+    /* past 1016 dimensions the error term no longer fits in 16 bits */
+    float *wide = zalloc64(2 * 1024 * 4);
+    assert_int_equal(br_qscan_create(wide, NULL, 2, 1024, &q, NULL), BR_ERR_UNSUPPORTED);
+    assert_null(q);
+    free(wide);
     assert_int_equal(br_qscan_create(Q, bias, n, st, &q, NULL), BR_OK);
     void *work = zalloc64(br_qscan_work_bytes(q));
     br_scored out[4];
@@ -374,6 +382,87 @@ typedef struct exact_ctx {
     const float *s;
     size_t calls;
 } exact_ctx;
+
+/* The floor path on larger catalogues (k up to 32 needs 8 k groups of 16):
+ * books 4,099 and 10,007 at dim 32 and the widest stride (1016, values at
+ * full scale, so the error term nears its 16-bit limit), read lists made of
+ * the books with the best bounds (so the groups' maxima are read and the
+ * seeds come from the next best), and all rows equal (every group maximum
+ * tied: the seed level's bisection cannot split them). */
+static void test_topk_floor_paths(void **state)
+{
+    (void)state;
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 14);
+    struct {
+        size_t n, st;
+        int same;
+    } cases[] = {{4099, 32, 0}, {10007, 32, 0}, {4099, 1016, 0}, {4099, 32, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        size_t n = cases[ci].n, st = cases[ci].st;
+        float *Q = zalloc64(n * st * 4), *bias = zalloc64(n * 4), *u = zalloc64(st * 4);
+        float *sc = zalloc64(n * 4);
+        for (size_t b = 0; b < n; b++) {
+            for (size_t i = 0; i < st; i++)
+                Q[b * st + i] = cases[ci].same ? Q[i] + (b == 0) * unif(&g, -1, 1)
+                                               : (st > 100 ? (i % 2 ? 1.0f : -1.0f) *
+                                                                 unif(&g, 0.99f, 1.0f)
+                                                           : unif(&g, -0.5f, 0.5f));
+            bias[b] = cases[ci].same ? 0.25f : unif(&g, -0.3f, 0.3f);
+        }
+        for (size_t i = 0; i < st; i++)
+            u[i] = unif(&g, -1, 1);
+        br_qscan *q = NULL;
+        assert_int_equal(br_qscan_create(Q, bias, (uint32_t)n, (uint32_t)st, &q, NULL), BR_OK);
+        void *work = zalloc64(br_qscan_work_bytes(q));
+        /* the read lists: none, and the 3 k best by exact score (ascending) */
+        uint32_t *ex = malloc(n * sizeof *ex);
+        br_scored *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+        assert_non_null(ex);
+        assert_non_null(want);
+        assert_non_null(got);
+        static const size_t ks[] = {1, 10, 32};
+        for (size_t ki = 0; ki < 3; ki++)
+            for (int how = 0; how < 2; how++)
+                for (size_t ti = 0; ti < nt; ti++) {
+                    size_t k = ks[ki], n_ex = 0, m = 0;
+                    t[ti]->score(u, Q, n, st, bias, 0.5f, sc);
+                    if (how) {
+                        n_ex = br_topk(sc, n, NULL, 0, 3 * k, want);
+                        for (size_t i = 0; i < n_ex; i++)
+                            ex[i] = want[i].idx;
+                        for (size_t i = 1; i < n_ex; i++)   /* ascending */
+                            for (size_t j = i; j > 0 && ex[j - 1] > ex[j]; j--) {
+                                uint32_t x = ex[j];
+                                ex[j] = ex[j - 1];
+                                ex[j - 1] = x;
+                            }
+                    }
+                    size_t wn = br_topk(sc, n, ex, n_ex, k, want);
+                    assert_int_equal(br_qscan_topk(q, t[ti], u, 0.5f, ex, n_ex, k, work, got,
+                                                   &m),
+                                     BR_OK);
+                    if (m != wn || memcmp(got, want, wn * sizeof *got) != 0) {
+                        print_error("%s: n=%zu stride=%zu%s k=%zu read=%d: differs from "
+                                    "the plain path\n",
+                                    t[ti]->name, n, st, cases[ci].same ? " same rows" : "", k,
+                                    how);
+                        fail();
+                    }
+                }
+        br_qscan_free(q);
+        free(work);
+        free(Q);
+        free(bias);
+        free(u);
+        free(sc);
+        free(ex);
+        free(want);
+        free(got);
+    }
+}
 
 static float exact_of(void *p, uint32_t i)
 {
@@ -444,6 +533,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_tables_agree),
         cmocka_unit_test(test_topk_exact),
+        cmocka_unit_test(test_topk_floor_paths),
         cmocka_unit_test(test_adversarial_rounding),
         cmocka_unit_test(test_refuses_what_it_cannot_bound),
         cmocka_unit_test(test_bounded_topk),
