@@ -223,27 +223,20 @@ static inline void br_qscan_prefetch(const br_qscan_ctx *c, uint32_t b)
         __builtin_prefetch(row + off);
 }
 
-/* Bit i set when x[i] >= t (eq: x[i] == t), for i < 16. With SSE2, the
- * x86-64 baseline, four compares and four mask moves; a loop elsewhere
- * (the same bits). */
-static inline uint32_t br_qscan_mask16(const float *x, float t, int eq)
+/* Bit i set when x[i] >= t, for i < 16. With SSE2, the x86-64 baseline,
+ * four compares and four mask moves; a loop elsewhere (the same bits). */
+static inline uint32_t br_qscan_mask16(const float *x, float t)
 {
 #if defined(__SSE2__)
-    __m128 vt = _mm_set1_ps(t), a = _mm_loadu_ps(x), b = _mm_loadu_ps(x + 4),
-           c = _mm_loadu_ps(x + 8), d = _mm_loadu_ps(x + 12);
-    if (eq) {
-        a = _mm_cmpeq_ps(a, vt), b = _mm_cmpeq_ps(b, vt);
-        c = _mm_cmpeq_ps(c, vt), d = _mm_cmpeq_ps(d, vt);
-    } else {
-        a = _mm_cmpge_ps(a, vt), b = _mm_cmpge_ps(b, vt);
-        c = _mm_cmpge_ps(c, vt), d = _mm_cmpge_ps(d, vt);
-    }
-    return (uint32_t)_mm_movemask_ps(a) | (uint32_t)_mm_movemask_ps(b) << 4 |
-           (uint32_t)_mm_movemask_ps(c) << 8 | (uint32_t)_mm_movemask_ps(d) << 12;
+    __m128 vt = _mm_set1_ps(t);
+    return (uint32_t)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(x), vt)) |
+           (uint32_t)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(x + 4), vt)) << 4 |
+           (uint32_t)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(x + 8), vt)) << 8 |
+           (uint32_t)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(x + 12), vt)) << 12;
 #else
     uint32_t m = 0;
     for (int i = 0; i < 16; i++)
-        m |= (uint32_t)(eq ? x[i] == t : x[i] >= t) << i;
+        m |= (uint32_t)(x[i] >= t) << i;
     return m;
 #endif
 }
@@ -351,9 +344,11 @@ static inline uint32_t br_qscan_unread(const uint32_t *ex, size_t n_ex, size_t *
 }
 
 /* A score the k-th best reaches: the groups of 16 whose bound reaches the
- * seed level each give their best-bounded unread book (seed[], ascending;
- * at most 2 BR_QSCAN_SEEDS(k) of them), and the k-th best exact score of
- * those distinct books (val[], kept for the candidates) is such a score.
+ * seed level each give their unread books whose bound reaches it too (the
+ * best books cluster in a few groups on real catalogues), or when there
+ * are none their best-bounded unread book (seed[], ascending; at most
+ * 2 BR_QSCAN_SEEDS(k) of them), and the k-th best exact score of those
+ * distinct books (val[], kept for the candidates) is such a score.
  * -INFINITY if fewer than k were found. k <= 32. */
 #define BR_QSCAN_SEEDCAP (2 * BR_QSCAN_SEEDS(32))
 static float br_qscan_floor(const br_qscan *q, const float *bound, const float *gmax,
@@ -365,20 +360,26 @@ static float br_qscan_floor(const br_qscan *q, const float *bound, const float *
     float level = br_qscan_seed_level(gmax, groups, want);
     *n_seed = 0;
     for (size_t g0 = 0; g0 < groups && found < cap; g0 += 16) {
-        for (uint32_t gm = br_qscan_mask16(gmax + g0, level, 0); gm && found < cap;
+        for (uint32_t gm = br_qscan_mask16(gmax + g0, level); gm && found < cap;
              gm &= gm - 1) {
             uint32_t lo = (uint32_t)(g0 + br_qscan_ctz(gm)) * 16;
             uint32_t len = q->n_books - lo < 16 ? q->n_books - lo : 16;
             uint32_t avail = br_qscan_unread(ex, n_ex, &e, lo, len);
-            /* the group's max, when an unread real book has it (the first
-             * such); else the best of the unread */
-            uint32_t top = br_qscan_mask16(bound + lo, gmax[lo / 16], 1) & avail;
-            if (!top)
-                for (uint32_t m = avail; m; m &= m - 1) {
-                    uint32_t i = br_qscan_ctz(m);
-                    if (!top || bound[lo + i] > bound[lo + br_qscan_ctz(top)])
-                        top = 1u << i;
+            /* its unread books that reach the level; when its best are
+             * read, the best of the rest */
+            uint32_t over = br_qscan_mask16(bound + lo, level) & avail, top = 0;
+            if (over) {
+                for (; over && found < cap; over &= over - 1) {
+                    seed[found] = lo + br_qscan_ctz(over);
+                    br_qscan_prefetch(c, seed[found++]);
                 }
+                continue;
+            }
+            for (uint32_t m = avail; m; m &= m - 1) {
+                uint32_t i = br_qscan_ctz(m);
+                if (!top || bound[lo + i] > bound[lo + br_qscan_ctz(top)])
+                    top = 1u << i;
+            }
             if (top) {
                 seed[found] = lo + br_qscan_ctz(top);
                 br_qscan_prefetch(c, seed[found++]);
@@ -408,10 +409,10 @@ static size_t br_qscan_candidates(const br_qscan *q, const float *bound, const f
 {
     size_t m = 0, e = 0, groups = br_qscan_groups(q);
     for (size_t g0 = 0; g0 < groups; g0 += 16)
-        for (uint32_t gm = br_qscan_mask16(gmax + g0, floor, 0); gm; gm &= gm - 1) {
+        for (uint32_t gm = br_qscan_mask16(gmax + g0, floor); gm; gm &= gm - 1) {
             uint32_t lo = (uint32_t)(g0 + br_qscan_ctz(gm)) * 16;
             uint32_t len = q->n_books - lo < 16 ? q->n_books - lo : 16;
-            uint32_t bm = br_qscan_mask16(bound + lo, floor, 0);
+            uint32_t bm = br_qscan_mask16(bound + lo, floor);
             if (!bm)
                 continue;
             for (bm &= br_qscan_unread(ex, n_ex, &e, lo, len); bm; bm &= bm - 1) {
