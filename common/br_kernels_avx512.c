@@ -4,13 +4,13 @@
  * quantised pre-scan, whose vpdpbusd multiplies 64 uint8 x int8 pairs and
  * adds them in fours into 16 int32 lanes in one instruction, where AVX2
  * needs vpmaddubsw + vpmaddwd + vpaddd on half the width. Integer sums are
- * exact, so the results equal the scalar reference's bit for bit. The other
+ * exact and the float steps the same fused operations, so the results equal
+ * the scalar reference's bit for bit. The other
  * entries of the "avx512" table are the AVX2 ones (br_kernels_avx2.c).
  */
 #include "br_kernels.h"
 
 #include <immintrin.h>
-
 
 /* Bounds of a block's 16 books from their sums acc (qe - ucorr included);
  * k: the block's constants. The same operations as br_qscan_bounds8. */
