@@ -24,6 +24,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Bytes of one block of 16 books of br_qscan's quantised copy (qscan). */
+#define BR_QSCAN_BLOCK_BYTES(stride) (16 * (size_t)(stride) + 128)
+
 /* Adam constants for one step (see adam_mf). */
 typedef struct br_adam {
     float lr;        /* learning rate */
@@ -69,21 +72,23 @@ typedef struct br_kernels {
     void (*score)(const float *u, const float *Q, size_t n_books, size_t stride,
                   const float *bias, float add, float *out);
 
-    /* The quantised pre-scan of br_qscan (see br_qscan.h). Block j of 8
-     * books is 8 stride + 128 bytes at blk + j (8 stride + 128): the books'
-     * int8 values (for each group of four dimensions, 8 books x 4 values),
-     * then for the 8 books int32 corr[8], float base[8], scale[8],
-     * qerr[8]. For every book, the exact integer dot product idot of the
-     * reader's offset 7-bit values `uq` (stride / 4 words of four uint8 in
-     * 1..127, the lowest dimension in the low byte) with its values, then
-     *   out[b] = (add + base) + (su * scale) * (float)(idot - corr)
-     *            + ((ce * scale + su * qerr) + cm)
-     * in that order, no fused operations; gmax[g] = the max of out over
-     * books 16 g .. 16 g + 15 (padding included). Integer sums are exact
-     * (products stay below 2^15 per pair, so vpmaddubsw never saturates),
-     * so every table gives the same bits. */
-    void (*qscan)(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
-                  float add, float su, float ce, float cm, float *out, float *gmax);
+    /* The quantised pre-scan of br_qscan (see br_qscan.c for the layout and
+     * the bound). Block j of 16 books is BR_QSCAN_BLOCK_BYTES(stride) bytes
+     * at blk + j BR_QSCAN_BLOCK_BYTES(stride), 64-byte aligned: the books'
+     * unsigned values (for each group of four dimensions p, 64 bytes: book
+     * l's four at 64 p + 4 l, the lowest dimension first), then for the 16
+     * books uint16 qe[16], uint16 scale[16] (the upper half of a float's
+     * bits: a bfloat16, its lower half zero) and float base[16]. The reader's
+     * values `uq` are stride / 4 words of four int8 (the lowest dimension
+     * in the low byte). For every book, the exact integer
+     *   acc = qe - ucorr + sum (unsigned value x signed reader value)
+     * and then, in this order, with fused multiply-adds,
+     *   out[b] = fma(scale, fma(su, (float)acc, ce), base) + add;
+     * gmax[j] = the max of out over block j. Integer sums are exact (the
+     * products of a pair stay below 2^15, so vpmaddubsw never saturates)
+     * and the float steps are the same, so every table gives the same bits. */
+    void (*qscan)(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size_t n_blocks,
+                  size_t stride, float su, float ce, float add, float *out, float *gmax);
 } br_kernels;
 
 /* The table for this CPU (avx512 when the CPU has AVX2, FMA and AVX-512

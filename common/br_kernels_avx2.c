@@ -181,50 +181,59 @@ static void br_score_avx2(const float *u, const float *Q, size_t n_books, size_t
     }
 }
 
-/* 32 products of one 4-dimension group of a block: vpmaddubsw (reader's
- * uint8 x book's int8, adjacent pairs summed to int16: at most
- * 2 x 127 x 127, no saturation) then vpmaddwd by ones (to int32, one lane per
- * book). */
-static inline __m256i br_qscan_quad(__m256i u, const int8_t *x, __m256i ones)
+/* Eight books' sums over one 4-dimension group: vpmaddubsw (the books'
+ * uint8 x the reader's int8, adjacent pairs summed to int16: at most
+ * 2 x 255 x 63, no saturation) then vpmaddwd by ones (to int32, one lane
+ * per book). */
+static inline __m256i br_qscan_quad(const uint8_t *x, __m256i u, __m256i ones)
 {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_load_si256((const __m256i *)x)),
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)x), u),
                              ones);
 }
 
-/* Four blocks share each broadcast of the reader's four values. */
-static void br_qscan_avx2(const uint32_t *uq, const int8_t *blk, size_t n_blocks,
-                          size_t stride, float add, float su, float ce, float cm, float *out,
-                          float *gmax)
+/* One block's 16 bounds (two halves of eight) and its max. */
+static inline void br_qscan_block_out(__m256i lo, __m256i hi, const uint8_t *k, __m256 vsu,
+                                      __m256 vce, __m256 vadd, float *out, float *gmax)
 {
-    size_t quads = stride / 4, bs = 8 * stride + 128, kv = 8 * stride, j = 0;
-    __m256 vadd = _mm256_set1_ps(add), vsu = _mm256_set1_ps(su), vce = _mm256_set1_ps(ce),
-           vcm = _mm256_set1_ps(cm);
-    __m256i ones = _mm256_set1_epi16(1);
-    for (; j + 4 <= n_blocks; j += 4) {
-        const int8_t *q = blk + j * bs;
-        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-        __m256i a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256();
+    __m256 r0 = br_qscan_bounds8(lo, k + 32, k + 64, vsu, vce, vadd);
+    __m256 r1 = br_qscan_bounds8(hi, k + 48, k + 96, vsu, vce, vadd);
+    _mm256_store_ps(out, r0);
+    _mm256_store_ps(out + 8, r1);
+    *gmax = br_qscan_hmax8(_mm256_max_ps(r0, r1));
+}
+
+/* Two blocks (four accumulators) share each broadcast of the reader's four
+ * values. */
+static void br_qscan_avx2(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size_t n_blocks,
+                          size_t stride, float su, float ce, float add, float *out, float *gmax)
+{
+    size_t quads = stride / 4, bs = BR_QSCAN_BLOCK_BYTES(stride), kv = 16 * stride, j = 0;
+    __m256 vsu = _mm256_set1_ps(su), vce = _mm256_set1_ps(ce), vadd = _mm256_set1_ps(add);
+    __m256i ones = _mm256_set1_epi16(1), vc = _mm256_set1_epi32(ucorr);
+    for (; j + 2 <= n_blocks; j += 2) {
+        const uint8_t *q = blk + j * bs, *k0 = q + kv, *k1 = q + bs + kv;
+        __m256i a0 = br_qscan_start8(k0, vc), a1 = br_qscan_start8(k0 + 16, vc);
+        __m256i a2 = br_qscan_start8(k1, vc), a3 = br_qscan_start8(k1 + 16, vc);
         for (size_t p = 0; p < quads; p++) {
             __m256i u = _mm256_set1_epi32((int32_t)uq[p]);
-            const int8_t *x = q + p * 32;
-            a0 = _mm256_add_epi32(br_qscan_quad(u, x, ones), a0);
-            a1 = _mm256_add_epi32(br_qscan_quad(u, x + bs, ones), a1);
-            a2 = _mm256_add_epi32(br_qscan_quad(u, x + 2 * bs, ones), a2);
-            a3 = _mm256_add_epi32(br_qscan_quad(u, x + 3 * bs, ones), a3);
+            const uint8_t *x = q + p * 64;
+            a0 = _mm256_add_epi32(a0, br_qscan_quad(x, u, ones));
+            a1 = _mm256_add_epi32(a1, br_qscan_quad(x + 32, u, ones));
+            a2 = _mm256_add_epi32(a2, br_qscan_quad(x + bs, u, ones));
+            a3 = _mm256_add_epi32(a3, br_qscan_quad(x + bs + 32, u, ones));
         }
-        __m256 r0 = br_qscan_bounds8(a0, j, q + kv, vadd, vsu, vce, vcm, out);
-        __m256 r1 = br_qscan_bounds8(a1, j + 1, q + bs + kv, vadd, vsu, vce, vcm, out);
-        __m256 r2 = br_qscan_bounds8(a2, j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm, out);
-        __m256 r3 = br_qscan_bounds8(a3, j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm, out);
-        br_qscan_gmax4(r0, r1, r2, r3, j, gmax);
+        br_qscan_block_out(a0, a1, k0, vsu, vce, vadd, out + j * 16, gmax + j);
+        br_qscan_block_out(a2, a3, k1, vsu, vce, vadd, out + j * 16 + 16, gmax + j + 1);
     }
     for (; j < n_blocks; j++) {
-        const int8_t *q = blk + j * bs;
-        __m256i a0 = _mm256_setzero_si256();
-        for (size_t p = 0; p < quads; p++)
-            a0 = _mm256_add_epi32(br_qscan_quad(_mm256_set1_epi32((int32_t)uq[p]), q + p * 32,
-                                                ones), a0);
-        br_qscan_gmax1(br_qscan_bounds8(a0, j, q + kv, vadd, vsu, vce, vcm, out), j, gmax);
+        const uint8_t *q = blk + j * bs, *k0 = q + kv;
+        __m256i a0 = br_qscan_start8(k0, vc), a1 = br_qscan_start8(k0 + 16, vc);
+        for (size_t p = 0; p < quads; p++) {
+            __m256i u = _mm256_set1_epi32((int32_t)uq[p]);
+            a0 = _mm256_add_epi32(a0, br_qscan_quad(q + p * 64, u, ones));
+            a1 = _mm256_add_epi32(a1, br_qscan_quad(q + p * 64 + 32, u, ones));
+        }
+        br_qscan_block_out(a0, a1, k0, vsu, vce, vadd, out + j * 16, gmax + j);
     }
 }
 
@@ -239,8 +248,8 @@ const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
 
 /* In br_kernels_avx512.c (AVX-512 F/BW/VNNI); the "avx512" table is this
  * one with the kernels that gain from AVX-512 replaced. */
-void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
-                     float add, float su, float ce, float cm, float *out, float *gmax);
+void br_qscan_avx512(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size_t n_blocks,
+                     size_t stride, float su, float ce, float add, float *out, float *gmax);
 
 static const br_kernels br_avx512_table = {.name = "avx512", BR_AVX2_COMMON,
                                            .qscan = br_qscan_avx512};

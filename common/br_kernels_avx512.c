@@ -4,64 +4,89 @@
  * quantised pre-scan, whose vpdpbusd multiplies 64 uint8 x int8 pairs and
  * adds them in fours into 16 int32 lanes in one instruction, where AVX2
  * needs vpmaddubsw + vpmaddwd + vpaddd on half the width. Integer sums are
- * exact, so the results equal the scalar reference's bit for bit. The other
+ * exact and the float steps the same fused operations, so the results equal
+ * the scalar reference's bit for bit. The other
  * entries of the "avx512" table are the AVX2 ones (br_kernels_avx2.c).
  */
 #include "br_kernels.h"
 
 #include <immintrin.h>
 
-#include "br_qscan_simd.h"
-
-/* The two 8-lane halves of a block's accumulator (dimension group p in the
- * low half, p + 1 in the high half) summed: the block's eight dot products. */
-static inline __m256i br_fold512(__m512i a)
+/* Bounds of a block's 16 books from their sums acc (qe - ucorr included);
+ * k: the block's constants. The same operations as br_qscan_bounds8. */
+static inline __m512 br_qscan_bounds16(__m512i acc, const uint8_t *k, __m512 vsu, __m512 vce,
+                                       __m512 vadd)
 {
-    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+    __m512 s = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(k + 32))), 16));
+    __m512 t = _mm512_fmadd_ps(vsu, _mm512_cvtepi32_ps(acc), vce);
+    t = _mm512_fmadd_ps(s, t, _mm512_load_ps((const float *)(k + 64)));
+    return _mm512_add_ps(t, vadd);
 }
 
-/* The reader's groups p and p + 1 broadcast into the low and high halves. */
-static inline __m512i br_upair512(const uint32_t *uq, size_t p)
+/* A block's accumulators' start: qe - ucorr. */
+static inline __m512i br_qscan_start16(const uint8_t *k, __m512i vc)
 {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((int32_t)uq[p])),
-                              _mm256_set1_epi32((int32_t)uq[p + 1]), 1);
+    return _mm512_sub_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)k)), vc);
 }
 
-/* Two 4-dimension groups of a block are 64 contiguous bytes (the layout in
- * br_kernels.h), so one vpdpbusd takes both; four blocks share each reader
- * register. Strides are multiples of 8, so the groups come in pairs. */
-void br_qscan_avx512(const uint32_t *uq, const int8_t *blk, size_t n_blocks, size_t stride,
-                     float add, float su, float ce, float cm, float *out, float *gmax)
+/* The maxima of four vectors of 16 at once (max is exact: any order gives
+ * it): halves, then quarters, then within each 128-bit lane. */
+static inline __m128 br_qscan_hmax4x16(__m512 r0, __m512 r1, __m512 r2, __m512 r3)
 {
-    size_t quads = stride / 4, bs = 8 * stride + 128, kv = 8 * stride, j = 0;
-    __m256 vadd = _mm256_set1_ps(add), vsu = _mm256_set1_ps(su), vce = _mm256_set1_ps(ce),
-           vcm = _mm256_set1_ps(cm);
+    /* x01: r0's two halves' max in the lower 256 bits, r1's in the upper */
+    __m512 x01 = _mm512_max_ps(_mm512_shuffle_f32x4(r0, r1, 0x44),
+                               _mm512_shuffle_f32x4(r0, r1, 0xEE));
+    __m512 x23 = _mm512_max_ps(_mm512_shuffle_f32x4(r2, r3, 0x44),
+                               _mm512_shuffle_f32x4(r2, r3, 0xEE));
+    /* 128-bit lane i: four candidates of r_i */
+    __m512 y = _mm512_max_ps(_mm512_shuffle_f32x4(x01, x23, 0x88),
+                             _mm512_shuffle_f32x4(x01, x23, 0xDD));
+    y = _mm512_max_ps(y, _mm512_permute_ps(y, 0x4E));
+    y = _mm512_max_ps(y, _mm512_permute_ps(y, 0xB1));
+    return _mm512_castps512_ps128(
+        _mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), y));
+}
+
+/* A block of 16 books is one zmm per group of four dimensions (the layout
+ * in br_kernels.h): one vpdpbusd with the reader's four values broadcast
+ * (the signed operand) takes it; four blocks share each broadcast. */
+void br_qscan_avx512(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size_t n_blocks,
+                     size_t stride, float su, float ce, float add, float *out, float *gmax)
+{
+    size_t quads = stride / 4, bs = BR_QSCAN_BLOCK_BYTES(stride), kv = 16 * stride, j = 0;
+    __m512 vsu = _mm512_set1_ps(su), vce = _mm512_set1_ps(ce), vadd = _mm512_set1_ps(add);
+    __m512i vc = _mm512_set1_epi32(ucorr);
     for (; j + 4 <= n_blocks; j += 4) {
-        const int8_t *q = blk + j * bs;
-        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
-        __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
-        for (size_t p = 0; p < quads; p += 2) {
-            __m512i u = br_upair512(uq, p);
-            const int8_t *x = q + p * 32;
-            a0 = _mm512_dpbusd_epi32(a0, u, _mm512_load_si512(x));
-            a1 = _mm512_dpbusd_epi32(a1, u, _mm512_load_si512(x + bs));
-            a2 = _mm512_dpbusd_epi32(a2, u, _mm512_load_si512(x + 2 * bs));
-            a3 = _mm512_dpbusd_epi32(a3, u, _mm512_load_si512(x + 3 * bs));
+        const uint8_t *q = blk + j * bs, *k = q + kv;
+        __m512i a0 = br_qscan_start16(k, vc), a1 = br_qscan_start16(k + bs, vc);
+        __m512i a2 = br_qscan_start16(k + 2 * bs, vc), a3 = br_qscan_start16(k + 3 * bs, vc);
+        for (size_t p = 0; p < quads; p++) {
+            __m512i u = _mm512_set1_epi32((int32_t)uq[p]);
+            const uint8_t *x = q + p * 64;
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(x), u);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(x + bs), u);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(x + 2 * bs), u);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(x + 3 * bs), u);
         }
-        __m256 r0 = br_qscan_bounds8(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out);
-        __m256 r1 = br_qscan_bounds8(br_fold512(a1), j + 1, q + bs + kv, vadd, vsu, vce, vcm, out);
-        __m256 r2 = br_qscan_bounds8(br_fold512(a2), j + 2, q + 2 * bs + kv, vadd, vsu, vce, vcm,
-                                     out);
-        __m256 r3 = br_qscan_bounds8(br_fold512(a3), j + 3, q + 3 * bs + kv, vadd, vsu, vce, vcm,
-                                     out);
-        br_qscan_gmax4(r0, r1, r2, r3, j, gmax);
+        __m512 r0 = br_qscan_bounds16(a0, k, vsu, vce, vadd);
+        __m512 r1 = br_qscan_bounds16(a1, k + bs, vsu, vce, vadd);
+        __m512 r2 = br_qscan_bounds16(a2, k + 2 * bs, vsu, vce, vadd);
+        __m512 r3 = br_qscan_bounds16(a3, k + 3 * bs, vsu, vce, vadd);
+        _mm512_store_ps(out + j * 16, r0);
+        _mm512_store_ps(out + j * 16 + 16, r1);
+        _mm512_store_ps(out + j * 16 + 32, r2);
+        _mm512_store_ps(out + j * 16 + 48, r3);
+        _mm_storeu_ps(gmax + j, br_qscan_hmax4x16(r0, r1, r2, r3));
     }
     for (; j < n_blocks; j++) {
-        const int8_t *q = blk + j * bs;
-        __m512i a0 = _mm512_setzero_si512();
-        for (size_t p = 0; p < quads; p += 2)
-            a0 = _mm512_dpbusd_epi32(a0, br_upair512(uq, p), _mm512_load_si512(q + p * 32));
-        br_qscan_gmax1(br_qscan_bounds8(br_fold512(a0), j, q + kv, vadd, vsu, vce, vcm, out), j,
-                       gmax);
+        const uint8_t *q = blk + j * bs, *k = q + kv;
+        __m512i a0 = br_qscan_start16(k, vc);
+        for (size_t p = 0; p < quads; p++)
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(q + p * 64),
+                                     _mm512_set1_epi32((int32_t)uq[p]));
+        __m512 r0 = br_qscan_bounds16(a0, k, vsu, vce, vadd);
+        _mm512_store_ps(out + j * 16, r0);
+        gmax[j] = _mm512_reduce_max_ps(r0);
     }
 }

@@ -130,32 +130,31 @@ static void br_score_scalar(const float *u, const float *Q, size_t n_books, size
     }
 }
 
-static void br_qscan_scalar(const uint32_t *uq, const int8_t *blk, size_t n_blocks,
-                            size_t stride, float add, float su, float ce, float cm, float *out,
-                            float *gmax)
+static void br_qscan_scalar(const uint32_t *uq, int32_t ucorr, const uint8_t *blk,
+                            size_t n_blocks, size_t stride, float su, float ce, float add,
+                            float *out, float *gmax)
 {
-    size_t quads = stride / 4, bs = 8 * stride + 128;
+    size_t quads = stride / 4, bs = BR_QSCAN_BLOCK_BYTES(stride);
     for (size_t j = 0; j < n_blocks; j++) {
-        const int8_t *q = blk + j * bs;
-        const uint8_t *k = (const uint8_t *)q + 8 * stride;
-        for (size_t l = 0; l < 8; l++) {
-            int32_t acc = 0;
+        const uint8_t *q = blk + j * bs, *k = q + 16 * stride;
+        for (size_t l = 0; l < 16; l++) {
+            uint16_t qe, sh;
+            float scale, base;
+            memcpy(&qe, k + 2 * l, 2);
+            memcpy(&sh, k + 32 + 2 * l, 2);
+            uint32_t bits = (uint32_t)sh << 16;
+            memcpy(&scale, &bits, 4);
+            memcpy(&base, k + 64 + 4 * l, 4);
+            int32_t acc = (int32_t)qe - ucorr;
             for (size_t p = 0; p < quads; p++)
                 for (int t = 0; t < 4; t++)
-                    acc += (int32_t)((uq[p] >> (8 * t)) & 0xff) * q[p * 32 + 4 * l + t];
-            int32_t corr;
-            float base, scale, qerr;
-            memcpy(&corr, k + 4 * l, 4);
-            memcpy(&base, k + 32 + 4 * l, 4);
-            memcpy(&scale, k + 64 + 4 * l, 4);
-            memcpy(&qerr, k + 96 + 4 * l, 4);
-            float e = (ce * scale + su * qerr) + cm;
-            out[j * 8 + l] = ((add + base) + (su * scale) * (float)(acc - corr)) + e;
+                    acc += (int32_t)q[p * 64 + 4 * l + t] * (int8_t)(uint8_t)(uq[p] >> (8 * t));
+            out[j * 16 + l] = fmaf(scale, fmaf(su, (float)acc, ce), base) + add;
         }
-        float mx = out[j * 8];
-        for (size_t l = 1; l < 8; l++)
-            mx = out[j * 8 + l] > mx ? out[j * 8 + l] : mx;
-        gmax[j / 2] = j % 2 == 0 || mx > gmax[j / 2] ? mx : gmax[j / 2];
+        float mx = out[j * 16];
+        for (size_t l = 1; l < 16; l++)
+            mx = out[j * 16 + l] > mx ? out[j * 16 + l] : mx;
+        gmax[j] = mx;
     }
 }
 

@@ -5,18 +5,18 @@
  * Scoring 10,000 books at dim 32 reads 1.28 MB of floats: more than a core's
  * L2, so the exact scan is bound by memory (about 12 us here). br_qscan
  * keeps a second copy of the book matrix as int8 with one scale per book
- * (320 KB, blocks of 8 books laid out for vpmaddubsw / vpdpbusd) and, per
- * query:
+ * (400 KB with its constants: blocks of 16 books, one zmm per four
+ * dimensions, for vpdpbusd / vpmaddubsw) and, per query:
  *
  *   1. quantises the reader's vector to 7 bits with one scale;
  *   2. computes every book's integer dot product (exact) and from it an
  *      upper bound of the book's exact float score: the quantised score plus
  *      a proven bound of the quantisation error plus a margin for the float
  *      rounding of both scores (see br_qscan.c for the derivation), and the
- *      max bound of every group of 16 books;
- *   3. finds a floor: the k groups with the highest bounds give k unread
- *      books, and the lowest of their exact scores is one the k-th best
- *      reaches;
+ *      max bound of every block (group) of 16 books;
+ *   3. finds a floor: the 1.5k to 3k groups with the highest bounds (a level
+ *      found by bisection) give as many unread books, and the k-th best of
+ *      their exact scores is one the k-th best reaches;
  *   4. collects the unread books whose bound reaches the floor (whole
  *      groups passed over by their max), fetches their float rows together
  *      and computes their exact scores (the kernel table's `score` on each

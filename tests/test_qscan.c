@@ -4,7 +4,9 @@
  *
  * - The qscan kernel of every table the CPU runs (scalar, avx2, avx512)
  *   gives the same bits, bounds and group maxima, on random inputs with odd
- *   block counts (the four-block loop and its tail) and strides 8 to 72.
+ *   block counts (the two- and four-block loops and their tails), padding
+ *   books and strides 8 to 72; the scalar one equals a plain reading of the
+ *   layout (the offset of the books' values taken out, 64-bit sums).
  * - br_qscan_topk equals "the kernel's score of every book, then br_topk"
  *   exactly (indices and score bits) for every table: books 1 to 2,003,
  *   strides 8 to 64, k = 1, 3, 10, n - 1, n, n + 3 (both the floor path and
@@ -14,10 +16,13 @@
  *   (so only a sound error bound finds the right books; dropping a term of
  *   the bound fails this test), zero rows, a zero reader, values near 1e-30 and
  *   near 1e12, one huge coordinate among small ones.
+ * - The floor path on 4,099 and 10,007 books with k up to 32: read lists
+ *   of the best books (the groups' maxima read), the widest stride (1016,
+ *   the error term near its 16-bit limit), all rows equal (tied maxima).
  * - A constructed pair where the quantised order is wrong by nearly the
  *   whole error bound.
- * - Values it cannot bound (NaN, infinity, > 1e15) are refused with
- *   BR_ERR_UNSUPPORTED, at create and per query.
+ * - Values it cannot bound (NaN, infinity, > 1e15) and strides past 1016
+ *   are refused with BR_ERR_UNSUPPORTED, at create and per query.
  * - br_topk_bounded with gmax and a floor equals br_topk over the exact
  *   scores, for random slack between bound and score.
  */
@@ -74,38 +79,58 @@ static void test_kernel_tables_agree(void **state)
     static const size_t blocks[] = {1, 2, 3, 4, 5, 7, 9, 13};
     for (size_t si = 0; si < sizeof strides / sizeof *strides; si++)
         for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
-            size_t st = strides[si], nb = blocks[bi], nbooks = nb * 8, groups = (nb + 1) / 2;
+            size_t st = strides[si], nb = blocks[bi], nbooks = nb * 16;
             uint32_t *uq = zalloc64(st / 4 * sizeof *uq);
-            size_t bs = 8 * st + 128;
-            int8_t *blk = zalloc64(nb * bs);
+            size_t bs = BR_QSCAN_BLOCK_BYTES(st);
+            uint8_t *blk = zalloc64(nb * bs);
+            int32_t usum = 0;
             for (size_t i = 0; i < st / 4; i++)
-                for (int b = 0; b < 4; b++)
-                    uq[i] |= (uint32_t)(1 + br_rng_below(&g, 127)) << (8 * b);
+                for (int b = 0; b < 4; b++) {
+                    int v = (int)br_rng_below(&g, 127) - 63;   /* the reader's -63..63 */
+                    usum += v;
+                    uq[i] |= (uint32_t)(uint8_t)(int8_t)v << (8 * b);
+                }
             for (size_t j = 0; j < nb; j++) {
-                for (size_t i = 0; i < 8 * st; i++)
-                    blk[j * bs + i] = (int8_t)((int)br_rng_below(&g, 255) - 127);
-                uint8_t *k = (uint8_t *)blk + j * bs + 8 * st;
-                for (size_t l = 0; l < 8; l++) {
-                    int32_t corr = (int32_t)br_rng_below(&g, 200000) - 100000;
-                    float base = unif(&g, -2, 2), scale = unif(&g, 0, 0.01f),
-                          qerr = unif(&g, 0, 0.5f);
-                    memcpy(k + 4 * l, &corr, 4);
-                    memcpy(k + 32 + 4 * l, &base, 4);
-                    memcpy(k + 64 + 4 * l, &scale, 4);
-                    memcpy(k + 96 + 4 * l, &qerr, 4);
+                for (size_t i = 0; i < 16 * st; i++)
+                    blk[j * bs + i] = (uint8_t)(1 + br_rng_below(&g, 255));   /* 1..255 */
+                uint8_t *k = blk + j * bs + 16 * st;
+                for (size_t l = 0; l < 16; l++) {
+                    uint16_t qe = (uint16_t)br_rng_below(&g, 65536);
+                    uint16_t sh = (uint16_t)(0x3800 + br_rng_below(&g, 0x0400));   /* ~1e-4..0.01 */
+                    float base = unif(&g, -2, 2);
+                    if (br_rng_below(&g, 9) == 0)   /* a padding book */
+                        sh = 0, base = -INFINITY;
+                    memcpy(k + 2 * l, &qe, 2);
+                    memcpy(k + 32 + 2 * l, &sh, 2);
+                    memcpy(k + 64 + 4 * l, &base, 4);
                 }
             }
-            float add = unif(&g, -3, 3), su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1),
-                  cm = unif(&g, 0, 1e-4f);
-            float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(groups * 4);
-            t[0]->qscan(uq, blk, nb, st, add, su, ce, cm, out0, gm0);
-            for (size_t b = 0; b < nbooks; b++) {   /* the maxima are of the bounds */
+            float su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1), add = unif(&g, -3, 3);
+            float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(nb * 4);
+            t[0]->qscan(uq, 128 * usum, blk, nb, st, su, ce, add, out0, gm0);
+            for (size_t b = 0; b < nbooks; b++)   /* the maxima are of the bounds */
                 assert_true(out0[b] <= gm0[b / 16]);
+            /* the scalar reference against a plain reading of the layout */
+            for (size_t b = 0; b < nbooks; b += 5) {
+                const uint8_t *q = blk + (b / 16) * bs, *k = q + 16 * st;
+                int64_t acc = 0;
+                for (size_t i = 0; i < st; i++)
+                    acc += (int64_t)((int)q[(i / 4) * 64 + 4 * (b % 16) + i % 4] - 128) *
+                           (int8_t)(uint8_t)(uq[i / 4] >> (8 * (i % 4)));
+                uint16_t qe, sh;
+                float scale, base;
+                memcpy(&qe, k + 2 * (b % 16), 2);
+                memcpy(&sh, k + 32 + 2 * (b % 16), 2);
+                uint32_t bits = (uint32_t)sh << 16;
+                memcpy(&scale, &bits, 4);
+                memcpy(&base, k + 64 + 4 * (b % 16), 4);
+                float want = fmaf(scale, fmaf(su, (float)(acc + qe), ce), base) + add;
+                assert_memory_equal(&want, &out0[b], 4);
             }
             for (size_t ti = 1; ti < nt; ti++) {
-                float *out = zalloc64(nbooks * 4), *gm = zalloc64(groups * 4);
-                t[ti]->qscan(uq, blk, nb, st, add, su, ce, cm, out, gm);
-                if (memcmp(out, out0, nbooks * 4) != 0 || memcmp(gm, gm0, groups * 4) != 0) {
+                float *out = zalloc64(nbooks * 4), *gm = zalloc64(nb * 4);
+                t[ti]->qscan(uq, 128 * usum, blk, nb, st, su, ce, add, out, gm);
+                if (memcmp(out, out0, nbooks * 4) != 0 || memcmp(gm, gm0, nb * 4) != 0) {
                     print_error("qscan %s differs from scalar: stride %zu, %zu blocks\n",
                                 t[ti]->name, st, nb);
                     fail();
@@ -322,6 +347,11 @@ static void test_refuses_what_it_cannot_bound(void **state)
         bias[3] = 0.0f;
     }
     assert_int_equal(br_qscan_create(Q, bias, n, 12, &q, NULL), BR_ERR_ARG);   /* stride */
+    /* past 1016 dimensions the error term no longer fits in 16 bits */
+    float *wide = zalloc64(2 * 1024 * 4);
+    assert_int_equal(br_qscan_create(wide, NULL, 2, 1024, &q, NULL), BR_ERR_UNSUPPORTED);
+    assert_null(q);
+    free(wide);
     assert_int_equal(br_qscan_create(Q, bias, n, st, &q, NULL), BR_OK);
     void *work = zalloc64(br_qscan_work_bytes(q));
     br_scored out[4];
@@ -352,6 +382,87 @@ typedef struct exact_ctx {
     const float *s;
     size_t calls;
 } exact_ctx;
+
+/* The floor path on larger catalogues (k up to 32 needs 8 k groups of 16):
+ * books 4,099 and 10,007 at dim 32 and the widest stride (1016, values at
+ * full scale, so the error term nears its 16-bit limit), read lists made of
+ * the books with the best bounds (so the groups' maxima are read and the
+ * seeds come from the next best), and all rows equal (every group maximum
+ * tied: the seed level's bisection cannot split them). */
+static void test_topk_floor_paths(void **state)
+{
+    (void)state;
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 14);
+    struct {
+        size_t n, st;
+        int same;
+    } cases[] = {{4099, 32, 0}, {10007, 32, 0}, {4099, 1016, 0}, {4099, 32, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        size_t n = cases[ci].n, st = cases[ci].st;
+        float *Q = zalloc64(n * st * 4), *bias = zalloc64(n * 4), *u = zalloc64(st * 4);
+        float *sc = zalloc64(n * 4);
+        for (size_t b = 0; b < n; b++) {
+            for (size_t i = 0; i < st; i++)
+                Q[b * st + i] = cases[ci].same ? Q[i] + (b == 0) * unif(&g, -1, 1)
+                                               : (st > 100 ? (i % 2 ? 1.0f : -1.0f) *
+                                                                 unif(&g, 0.99f, 1.0f)
+                                                           : unif(&g, -0.5f, 0.5f));
+            bias[b] = cases[ci].same ? 0.25f : unif(&g, -0.3f, 0.3f);
+        }
+        for (size_t i = 0; i < st; i++)
+            u[i] = unif(&g, -1, 1);
+        br_qscan *q = NULL;
+        assert_int_equal(br_qscan_create(Q, bias, (uint32_t)n, (uint32_t)st, &q, NULL), BR_OK);
+        void *work = zalloc64(br_qscan_work_bytes(q));
+        /* the read lists: none, and the 3 k best by exact score (ascending) */
+        uint32_t *ex = malloc(n * sizeof *ex);
+        br_scored *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+        assert_non_null(ex);
+        assert_non_null(want);
+        assert_non_null(got);
+        static const size_t ks[] = {1, 10, 32};
+        for (size_t ki = 0; ki < 3; ki++)
+            for (int how = 0; how < 2; how++)
+                for (size_t ti = 0; ti < nt; ti++) {
+                    size_t k = ks[ki], n_ex = 0, m = 0;
+                    t[ti]->score(u, Q, n, st, bias, 0.5f, sc);
+                    if (how) {
+                        n_ex = br_topk(sc, n, NULL, 0, 3 * k, want);
+                        for (size_t i = 0; i < n_ex; i++)
+                            ex[i] = want[i].idx;
+                        for (size_t i = 1; i < n_ex; i++)   /* ascending */
+                            for (size_t j = i; j > 0 && ex[j - 1] > ex[j]; j--) {
+                                uint32_t x = ex[j];
+                                ex[j] = ex[j - 1];
+                                ex[j - 1] = x;
+                            }
+                    }
+                    size_t wn = br_topk(sc, n, ex, n_ex, k, want);
+                    assert_int_equal(br_qscan_topk(q, t[ti], u, 0.5f, ex, n_ex, k, work, got,
+                                                   &m),
+                                     BR_OK);
+                    if (m != wn || memcmp(got, want, wn * sizeof *got) != 0) {
+                        print_error("%s: n=%zu stride=%zu%s k=%zu read=%d: differs from "
+                                    "the plain path\n",
+                                    t[ti]->name, n, st, cases[ci].same ? " same rows" : "", k,
+                                    how);
+                        fail();
+                    }
+                }
+        br_qscan_free(q);
+        free(work);
+        free(Q);
+        free(bias);
+        free(u);
+        free(sc);
+        free(ex);
+        free(want);
+        free(got);
+    }
+}
 
 static float exact_of(void *p, uint32_t i)
 {
@@ -422,6 +533,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_tables_agree),
         cmocka_unit_test(test_topk_exact),
+        cmocka_unit_test(test_topk_floor_paths),
         cmocka_unit_test(test_adversarial_rounding),
         cmocka_unit_test(test_refuses_what_it_cannot_bound),
         cmocka_unit_test(test_bounded_topk),
