@@ -97,6 +97,7 @@ printf '| program and run | wall s | peak RSS MB |\n|---|---:|---:|\n' >"$tmp/rs
         rss_row "\`bookrec-train -j 2${args:+ $args}\`" "$wall" "$mb"
         cp "$tmp/m.json" "$tmp/last.json"
         [ "$name" = "biased, bpr (default)" ] && cp "$tmp/m.model" "$tmp/bpr.model"
+        [ "$name" = "biased, mse" ] && cp "$tmp/m.model" "$tmp/mse.model"
     done
     printf '| popularity baseline | | | | | %s | %s | %s | %s | %s |\n' \
         "$(metric "$tmp/last.json" .ranking.popularity.recall)" \
@@ -142,12 +143,12 @@ printf '| program and run | wall s | peak RSS MB |\n|---|---:|---:|\n' >"$tmp/rs
 
     say "viz"
     section "PCA and t-SNE of the book vectors (bench-viz)"
-    echo "The default (BPR, 64 dims) model's books, then the MSE model's (32 dims):"
+    echo "The default (BPR, 64 dims) model's books, then the MSE model's (128 dims):"
     echo "its weakly structured vectors make t-SNE slower."
     echo
     "$b/bench-viz" -m "$tmp/bpr.model" -j 2 2>&1 | code
     echo
-    "$b/bench-viz" -m "$model" -j 2 --no-trust 2>&1 | code
+    "$b/bench-viz" -m "$tmp/mse.model" -j 2 --no-trust 2>&1 | code
     read -r wall mb < <(rss_time "$b/bookrec-viz" -m "$tmp/bpr.model" -j 2 -q --png "$tmp/map.png")
     rss_row "\`bookrec-viz -j 2 --png FILE\` (t-SNE, default model)" "$wall" "$mb"
     read -r wall mb < <(rss_time "$b/bookrec-gen" -q --users 53424 --books 10000 --ratings 6M -o "$tmp/gen.csv")

@@ -98,9 +98,17 @@ static void br_rank_user(const br_scored *top, size_t m, const uint32_t *rel, si
     *map += ideal ? ap / (double)ideal : 0;
 }
 
-/* Shared driver: `score_user` fills scores for user u (NULL params means
- * popularity, whose scores are the same for everyone). */
-static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books,
+static int br_cmp_scored(const void *a, const void *b)
+{
+    br_scored x = *(const br_scored *)a, y = *(const br_scored *)b;
+    return br_scored_before(x, y) ? -1 : br_scored_before(y, x) ? 1 : 0;
+}
+
+/* Shared driver: the model's scores for each user, or (NULL params)
+ * popularity, the same scores for everyone: ranked once (`order`), so a
+ * user's top k is the first k of that order not read, as br_topk would
+ * pick them. */
+static br_err br_rank_run(const br_params *p, const br_scored *order, uint32_t n_books,
                           const br_csr *train, const br_csr *test, uint32_t k, int threads,
                           unsigned flags, br_rank_metrics *out, br_diag *diag)
 {
@@ -146,7 +154,9 @@ static br_err br_rank_run(const br_params *p, const float *pop, uint32_t n_books
                     m = br_topk(scores, n_books, ex, n_ex, k, top);
                 }
             } else {
-                m = br_topk(pop, n_books, ex, n_ex, k, top);
+                for (uint32_t i = 0; i < n_books && m < k; i++)
+                    if (!br_sorted_has(ex, n_ex, order[i].idx))
+                        top[m++] = order[i];
             }
             for (size_t i = 0; i < m; i++) {
 #pragma omp atomic write
@@ -199,13 +209,16 @@ br_err br_eval_popularity(const br_csr *train, const br_csr *test, uint32_t n_bo
 {
     if (k == 0)
         return br_fail(diag, BR_ERR_ARG, "k must be at least 1");
-    float *pop = calloc(n_books, sizeof *pop);
-    if (!pop)
+    br_scored *order = calloc(n_books ? n_books : 1, sizeof *order);
+    if (!order)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
+    for (uint32_t b = 0; b < n_books; b++)
+        order[b].idx = b;
     for (uint64_t i = 0; i < train->nnz; i++)
         if (train->col[i] < n_books)
-            pop[train->col[i]] += 1.0f;
-    br_err e = br_rank_run(NULL, pop, n_books, train, test, k, threads, 0, out, diag);
-    free(pop);
+            order[train->col[i]].score += 1.0f;
+    qsort(order, n_books, sizeof *order, br_cmp_scored);
+    br_err e = br_rank_run(NULL, order, n_books, train, test, k, threads, 0, out, diag);
+    free(order);
     return e;
 }

@@ -845,7 +845,10 @@ int main(int argc, char **argv)
         br_trainer_params(tr, &prm);
         double vmetric = NAN, rm = NAN, ma = NAN;
         if (loss == BR_LOSS_MSE) {
-            if (n_test)
+            /* the test figures of every epoch are for the progress line
+             * (with -q only the final model's are computed, below: 0.6 s
+             * less at dim 128) */
+            if (n_test && !c.quiet)
                 br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &rm, &ma, NULL);
             if (early) {
                 double vm;
@@ -877,8 +880,6 @@ int main(int argc, char **argv)
                 best = vmetric;
                 best_epoch = ran;
                 since = 0;
-                test_rmse = rm;
-                test_mae = ma;
                 e = br_trainer_snapshot(tr);
                 if (e) {
                     br_fail(&d, e, "out of memory");
@@ -889,8 +890,6 @@ int main(int argc, char **argv)
             }
         } else {
             best_epoch = ran;
-            test_rmse = rm;
-            test_mae = ma;
         }
     }
     if (tty && !c.verbose)
@@ -901,6 +900,8 @@ int main(int argc, char **argv)
             loss == BR_LOSS_MSE ? "RMSE" : "recall", fabs(best));
     }
     br_trainer_params(tr, &prm);
+    if (loss == BR_LOSS_MSE && n_test)
+        br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &test_rmse, &test_mae, NULL);
     if (isfinite(test_rmse))
         br_say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
             br_fmt_count(n_test, b5, sizeof b5));
