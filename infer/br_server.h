@@ -46,7 +46,7 @@ typedef struct br_srv_config {
     unsigned threads;          /* worker threads (default 2) */
     unsigned max_k;            /* largest k accepted (default 1000) */
     size_t max_body;           /* largest POST body in bytes (default 1 MiB) */
-    size_t max_header;         /* request line + headers, bytes (default 8 KiB);
+    size_t max_header;         /* request line + headers, bytes (default 32 KiB);
                                 * more gives 431 */
     unsigned max_connections;  /* open connections at once (default 1024) */
     unsigned timeout_s;        /* idle connection timeout, seconds (default 30) */

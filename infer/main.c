@@ -886,7 +886,7 @@ static int run(int argc, char **argv, char **args)
     c.threads = omp_get_num_procs();
     c.max_k = 1000;
     c.max_body = 1u << 20;
-    c.max_header = 8u << 10;
+    c.max_header = 32u << 10;
     c.max_conn = 1024;
     c.timeout_s = 30;
     c.drain_s = 10;
@@ -914,7 +914,7 @@ static int run(int argc, char **argv, char **args)
         {0, "access-log", BR_OPT_STR, &c.access_log, "FILE", "one logfmt line per request (- for stdout)"},
         {0, "max-k", BR_OPT_UINT, &c.max_k, "K", "largest k a request may ask (default 1000)"},
         {0, "max-body", BR_OPT_U64, &c.max_body, "BYTES", "largest POST body (default 1048576)"},
-        {0, "max-header", BR_OPT_U64, &c.max_header, "BYTES", "request line + headers per connection (default 8192)"},
+        {0, "max-header", BR_OPT_U64, &c.max_header, "BYTES", "request line + headers per connection (default 32768)"},
         {0, "max-connections", BR_OPT_UINT, &c.max_conn, "N", "open connections at once (default 1024)"},
         {0, "timeout", BR_OPT_UINT, &c.timeout_s, "SECONDS", "idle connection timeout (default 30)"},
         {0, "drain", BR_OPT_UINT, &c.drain_s, "SECONDS", "on SIGTERM, wait this long for requests in flight (default 10)"},
