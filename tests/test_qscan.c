@@ -210,6 +210,77 @@ static size_t make_exclude(br_rng *g, int how, size_t n, uint32_t *ex)
     return m;
 }
 
+/* One catalogue under test: the float rows, the reader, the buffers of
+ * a comparison, and (after qcase_build) its pre-scan. */
+typedef struct qcase {
+    size_t n, st;
+    float *Q, *bias, *u, *sc;
+    uint32_t *ex;              /* room for 2 n + 4 read books */
+    br_scored *want, *got;     /* room for n + 3 */
+    br_qscan *q;
+    void *work;
+} qcase;
+
+static void qcase_new(qcase *c, size_t n, size_t st, int with_bias)
+{
+    memset(c, 0, sizeof *c);
+    c->n = n;
+    c->st = st;
+    c->Q = zalloc64(n * st * 4);
+    c->bias = with_bias ? zalloc64(n * 4) : NULL;
+    c->u = zalloc64(st * 4);
+    c->sc = zalloc64(n * 4);
+    c->ex = malloc((2 * n + 4) * sizeof *c->ex);
+    c->want = malloc((n + 3) * sizeof *c->want);
+    c->got = malloc((n + 3) * sizeof *c->got);
+    assert_true(c->ex && c->want && c->got);
+}
+
+/* The pre-scan of the rows as they are now. */
+static void qcase_build(qcase *c)
+{
+    assert_int_equal(br_qscan_create(c->Q, c->bias, (uint32_t)c->n, (uint32_t)c->st, &c->q, NULL),
+                     BR_OK);
+    c->work = zalloc64(br_qscan_work_bytes(c->q));
+}
+
+static void qcase_free(qcase *c)
+{
+    br_qscan_free(c->q);
+    free(c->work);
+    free(c->Q);
+    free(c->bias);
+    free(c->u);
+    free(c->sc);
+    free(c->ex);
+    free(c->want);
+    free(c->got);
+}
+
+/* br_qscan_topk with table t must equal t's scores of every book then
+ * br_topk, book for book and bit for bit; `what` names the case. */
+static void check_topk(qcase *c, const br_kernels *t, float add, size_t n_ex, size_t k,
+                       const char *what)
+{
+    const uint32_t *ex = n_ex ? c->ex : NULL;
+    size_t m = 0;
+    t->score(c->u, c->Q, c->n, c->st, c->bias, add, c->sc);
+    size_t wn = br_topk(c->sc, c->n, ex, n_ex, k, c->want);
+    assert_int_equal(br_qscan_topk(c->q, t, c->u, add, ex, n_ex, k, c->work, c->got, &m), BR_OK);
+    if (m != wn) {
+        print_error("%s: %zu results, expected %zu\n", what, m, wn);
+        fail();
+    }
+    for (size_t i = 0; i < wn; i++)
+        if (c->got[i].idx != c->want[i].idx ||
+            memcmp(&c->got[i].score, &c->want[i].score, 4) != 0) {
+            print_error("%s: rank %zu is (%u, %.9g), expected (%u, %.9g)\n", what, i,
+                        c->got[i].idx, (double)c->got[i].score, c->want[i].idx,
+                        (double)c->want[i].score);
+            fail();
+        }
+}
+
 static void test_topk_exact(void **state)
 {
     (void)state;
@@ -225,60 +296,24 @@ static void test_topk_exact(void **state)
             for (int v = 0; v < V_COUNT; v++)
                 for (int with_bias = 0; with_bias < 2; with_bias++) {
                     size_t n = ns[ni], dim = dims[di], st = (dim + 7) / 8 * 8;
-                    float *Q = zalloc64(n * st * 4), *bias = with_bias ? zalloc64(n * 4) : NULL;
-                    float *u = zalloc64(st * 4), *sc = zalloc64(n * 4);
-                    uint32_t *ex = malloc((2 * n + 4) * sizeof *ex);
-                    br_scored *want = malloc((n + 3) * sizeof *want),
-                              *got = malloc((n + 3) * sizeof *got);
-                    assert_non_null(ex);
-                    assert_non_null(want);
-                    assert_non_null(got);
-                    fill(&g, (enum vals)v, Q, bias, n, st, dim, u);
-                    br_qscan *q = NULL;
-                    assert_int_equal(br_qscan_create(Q, bias, (uint32_t)n, (uint32_t)st, &q, NULL),
-                                     BR_OK);
-                    void *work = zalloc64(br_qscan_work_bytes(q));
+                    qcase c;
+                    qcase_new(&c, n, st, with_bias);
+                    fill(&g, (enum vals)v, c.Q, c.bias, n, st, dim, c.u);
+                    qcase_build(&c);
                     float add = v == V_LARGE ? 3e6f : unif(&g, -2, 2);
                     for (int how = 0; how < 4; how++) {
-                        size_t n_ex = make_exclude(&g, how, n, ex);
+                        size_t n_ex = make_exclude(&g, how, n, c.ex);
                         const size_t ks[] = {1, 3, 10, n > 1 ? n - 1 : 1, n, n + 3};
                         for (size_t ki = 0; ki < 6; ki++)
                             for (size_t ti = 0; ti < nt; ti++) {
-                                size_t k = ks[ki], m = 0;
-                                t[ti]->score(u, Q, n, st, bias, add, sc);
-                                size_t wn = br_topk(sc, n, n_ex ? ex : NULL, n_ex, k, want);
-                                assert_int_equal(br_qscan_topk(q, t[ti], u, add,
-                                                               n_ex ? ex : NULL, n_ex, k, work,
-                                                               got, &m),
-                                                 BR_OK);
                                 snprintf(what, sizeof what,
                                          "%s: n=%zu dim=%zu %s%s excl=%d k=%zu", t[ti]->name,
                                          n, dim, vals_name[v], with_bias ? " +bias" : "", how,
-                                         k);
-                                if (m != wn) {
-                                    print_error("%s: %zu results, expected %zu\n", what, m, wn);
-                                    fail();
-                                }
-                                for (size_t i = 0; i < wn; i++)
-                                    if (got[i].idx != want[i].idx ||
-                                        memcmp(&got[i].score, &want[i].score, 4) != 0) {
-                                        print_error("%s: rank %zu is (%u, %.9g), expected "
-                                                    "(%u, %.9g)\n",
-                                                    what, i, got[i].idx, (double)got[i].score,
-                                                    want[i].idx, (double)want[i].score);
-                                        fail();
-                                    }
+                                         ks[ki]);
+                                check_topk(&c, t[ti], add, n_ex, ks[ki], what);
                             }
                     }
-                    br_qscan_free(q);
-                    free(work);
-                    free(Q);
-                    free(bias);
-                    free(u);
-                    free(sc);
-                    free(ex);
-                    free(want);
-                    free(got);
+                    qcase_free(&c);
                 }
 }
 
@@ -383,6 +418,24 @@ typedef struct exact_ctx {
     size_t calls;
 } exact_ctx;
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Puts the cnt best books by t's exact scores in c->ex, ascending, and
+ * returns how many. */
+static size_t read_best(qcase *c, const br_kernels *t, float add, size_t cnt)
+{
+    t->score(c->u, c->Q, c->n, c->st, c->bias, add, c->sc);
+    size_t m = br_topk(c->sc, c->n, NULL, 0, cnt, c->want);
+    for (size_t i = 0; i < m; i++)
+        c->ex[i] = c->want[i].idx;
+    qsort(c->ex, m, sizeof *c->ex, cmp_u32);
+    return m;
+}
+
 /* The floor path on larger catalogues (k up to 32 needs 8 k groups of 16):
  * books 4,099 and 10,007 at dim 32 and the widest stride (1016, values at
  * full scale, so the error term nears its 16-bit limit), read lists made of
@@ -400,67 +453,33 @@ static void test_topk_floor_paths(void **state)
         size_t n, st;
         int same;
     } cases[] = {{4099, 32, 0}, {10007, 32, 0}, {4099, 1016, 0}, {4099, 32, 1}};
+    char what[200];
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         size_t n = cases[ci].n, st = cases[ci].st;
-        float *Q = zalloc64(n * st * 4), *bias = zalloc64(n * 4), *u = zalloc64(st * 4);
-        float *sc = zalloc64(n * 4);
+        qcase c;
+        qcase_new(&c, n, st, 1);
         for (size_t b = 0; b < n; b++) {
             for (size_t i = 0; i < st; i++)
-                Q[b * st + i] = cases[ci].same ? Q[i] + (b == 0) * unif(&g, -1, 1)
-                                               : (st > 100 ? (i % 2 ? 1.0f : -1.0f) *
-                                                                 unif(&g, 0.99f, 1.0f)
-                                                           : unif(&g, -0.5f, 0.5f));
-            bias[b] = cases[ci].same ? 0.25f : unif(&g, -0.3f, 0.3f);
+                c.Q[b * st + i] = cases[ci].same ? c.Q[i] + (b == 0) * unif(&g, -1, 1)
+                                                 : (st > 100 ? (i % 2 ? 1.0f : -1.0f) *
+                                                                   unif(&g, 0.99f, 1.0f)
+                                                             : unif(&g, -0.5f, 0.5f));
+            c.bias[b] = cases[ci].same ? 0.25f : unif(&g, -0.3f, 0.3f);
         }
         for (size_t i = 0; i < st; i++)
-            u[i] = unif(&g, -1, 1);
-        br_qscan *q = NULL;
-        assert_int_equal(br_qscan_create(Q, bias, (uint32_t)n, (uint32_t)st, &q, NULL), BR_OK);
-        void *work = zalloc64(br_qscan_work_bytes(q));
-        /* the read lists: none, and the 3 k best by exact score (ascending) */
-        uint32_t *ex = malloc(n * sizeof *ex);
-        br_scored *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
-        assert_non_null(ex);
-        assert_non_null(want);
-        assert_non_null(got);
+            c.u[i] = unif(&g, -1, 1);
+        qcase_build(&c);
         static const size_t ks[] = {1, 10, 32};
         for (size_t ki = 0; ki < 3; ki++)
             for (int how = 0; how < 2; how++)
                 for (size_t ti = 0; ti < nt; ti++) {
-                    size_t k = ks[ki], n_ex = 0, m = 0;
-                    t[ti]->score(u, Q, n, st, bias, 0.5f, sc);
-                    if (how) {
-                        n_ex = br_topk(sc, n, NULL, 0, 3 * k, want);
-                        for (size_t i = 0; i < n_ex; i++)
-                            ex[i] = want[i].idx;
-                        for (size_t i = 1; i < n_ex; i++)   /* ascending */
-                            for (size_t j = i; j > 0 && ex[j - 1] > ex[j]; j--) {
-                                uint32_t x = ex[j];
-                                ex[j] = ex[j - 1];
-                                ex[j - 1] = x;
-                            }
-                    }
-                    size_t wn = br_topk(sc, n, ex, n_ex, k, want);
-                    assert_int_equal(br_qscan_topk(q, t[ti], u, 0.5f, ex, n_ex, k, work, got,
-                                                   &m),
-                                     BR_OK);
-                    if (m != wn || memcmp(got, want, wn * sizeof *got) != 0) {
-                        print_error("%s: n=%zu stride=%zu%s k=%zu read=%d: differs from "
-                                    "the plain path\n",
-                                    t[ti]->name, n, st, cases[ci].same ? " same rows" : "", k,
-                                    how);
-                        fail();
-                    }
+                    /* the read lists: none, and the 3 k best by exact score */
+                    size_t k = ks[ki], n_ex = how ? read_best(&c, t[ti], 0.5f, 3 * k) : 0;
+                    snprintf(what, sizeof what, "%s: n=%zu stride=%zu%s k=%zu read=%d",
+                             t[ti]->name, n, st, cases[ci].same ? " same rows" : "", k, how);
+                    check_topk(&c, t[ti], 0.5f, n_ex, k, what);
                 }
-        br_qscan_free(q);
-        free(work);
-        free(Q);
-        free(bias);
-        free(u);
-        free(sc);
-        free(ex);
-        free(want);
-        free(got);
+        qcase_free(&c);
     }
 }
 
