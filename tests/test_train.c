@@ -368,6 +368,42 @@ static void run_epochs(br_trainer *t, uint32_t from, uint32_t epochs)
         must(br_trainer_epoch(t, &td, ep, &loss, &d), &d, "br_trainer_epoch");
 }
 
+/* The initial rows: each drawn from its own stream, so the same whatever
+ * the thread count; an odd dimension leaves the padding lanes zero; the
+ * values are spread as init_std says. */
+static void test_init_any_threads(void **state)
+{
+    (void)state;
+    br_train_opts o;
+    br_train_defaults(&o, BR_MODEL_BIASED, BR_LOSS_MSE, BR_OPTIM_SGD);
+    o.dim = 7;
+    o.init_std = 0.1f;
+    param_copy c[3];
+    for (int run = 0; run < 3; run++) {
+        o.threads = run == 0 ? 1 : 3;
+        o.seed = run < 2 ? 99 : 100;
+        br_trainer *t = make_trainer(&o);
+        params_copy(t, &c[run]);
+        br_params p;
+        br_trainer_params(t, &p);
+        double ss = 0;
+        for (uint32_t u = 0; u < p.n_users; u++)
+            for (uint32_t k = 0; k < p.stride; k++) {
+                float x = p.P[(size_t)u * p.stride + k];
+                if (k >= p.dim)
+                    assert_true(x == 0.0f);
+                ss += (double)x * x;
+            }
+        double sd = sqrt(ss / ((double)p.n_users * p.dim));
+        assert_true(sd > 0.09 && sd < 0.11);
+        br_trainer_free(t);
+    }
+    assert_true(params_equal(&c[0], &c[1]));
+    assert_false(params_equal(&c[0], &c[2]));
+    for (int run = 0; run < 3; run++)
+        free(c[run].buf);
+}
+
 static void check_determinism(br_loss_kind loss, br_optim_kind optim, int implicit)
 {
     br_train_opts o;
@@ -908,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_adam_learns),
         cmocka_unit_test(test_autorec_learns),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_init_any_threads),
         cmocka_unit_test(test_seed_changes_order),
         cmocka_unit_test(test_nan_learning_rate),
         cmocka_unit_test(test_snapshot_restore),

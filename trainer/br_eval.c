@@ -131,10 +131,10 @@ static br_err br_rank_run(const br_params *p, const br_scored *order, uint32_t n
 #pragma omp parallel num_threads(threads > 0 ? threads : 1) \
     reduction(+ : recall, ndcg, hr, map, users, failed)
     {
-        float *scores = malloc((size_t)n_books * sizeof *scores);
+        float *scores = p ? malloc((size_t)n_books * sizeof *scores) : NULL;   /* the full scan */
         br_scored *top = malloc((size_t)k * sizeof *top);
         void *qwork = qs ? br_alloc64(br_qscan_work_bytes(qs)) : NULL;
-        if (!scores || !top || (qs && !qwork))
+        if ((p && !scores) || !top || (qs && !qwork))
             failed++;
 #pragma omp for schedule(dynamic, 256)
         for (uint32_t u = 0; u < n_users; u++) {

@@ -174,6 +174,15 @@ if command -v python3 >/dev/null 2>&1; then
     check "the metrics file is valid JSON" json_ok "$metrics"
 fi
 check "the quick run takes under 10 s" [ $((SECONDS - start)) -lt 10 ]
+# without -q the test figures come every epoch; -q computes them once, at the
+# end: the same model must report the same figure either way
+run --ratings "$ratings" --loss mse -j 2 --epochs 5 --dim 8 -o "$tmp/run/v.model" \
+    --metrics "$tmp/run/v.json"
+check "with progress lines: a test RMSE on every epoch line" \
+    eval '[ "$(grep -c "^epoch .*test RMSE" "$tmp/err")" -eq 5 ]'
+check "-q and progress runs report the same test_rmse and test_mae" \
+    eval '[ "$(grep -E "\"test_(rmse|mae)\"" "$metrics")" = "$(grep -E "\"test_(rmse|mae)\"" "$tmp/run/v.json")" ]'
+rm -f "$tmp/run/v.model" "$tmp/run/v.json"
 check "no temporary files left beside the outputs" no_temp_files "$tmp/run"
 
 # ---- a failing run leaves the existing model alone -------------------------------
