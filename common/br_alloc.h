@@ -1,7 +1,7 @@
 /*
  * br_alloc.h - zeroed, 64-byte aligned blocks: rows of embeddings and SIMD
  * tables start on a cache line (and an AVX-512 register's width), and
- * padding is zero. Free them with free().
+ * padding is zero. Free them with free(). Also the prefetch of such a row.
  */
 #ifndef BR_ALLOC_H
 #define BR_ALLOC_H
@@ -30,6 +30,20 @@ static inline void *br_alloc64(size_t bytes)
     if (p)
         memset(p, 0, bytes);
     return p;
+}
+
+/* Asks for the n floats at p ahead of use, a cache line at a time
+ * (`write`: they will be written too). For rows read at random: a row's
+ * lines are then fetched together instead of one miss after another. */
+static inline void br_prefetch_floats(const float *p, size_t n, int write)
+{
+    const char *c = (const char *)p;
+    for (size_t off = 0; off < n * sizeof(float); off += 64) {
+        if (write)
+            __builtin_prefetch(c + off, 1);
+        else
+            __builtin_prefetch(c + off, 0);
+    }
 }
 
 /* n floats, as br_alloc64 / br_alloc64_raw. */

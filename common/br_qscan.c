@@ -218,9 +218,7 @@ static float br_qscan_exact(void *p, uint32_t b)
 
 static inline void br_qscan_prefetch(const br_qscan_ctx *c, uint32_t b)
 {
-    const char *row = (const char *)(c->Q + (size_t)b * c->stride);
-    for (size_t off = 0; off < c->stride * sizeof(float); off += 64)
-        __builtin_prefetch(row + off);
+    br_prefetch_floats(c->Q + (size_t)b * c->stride, c->stride, 0);
 }
 
 /* Bit i set when x[i] >= t, for i < 16. With SSE2, the x86-64 baseline,

@@ -34,11 +34,8 @@ void br_eval_rmse(const br_params *p, const br_ratings *r, const uint8_t *fold, 
                 if (!fold || fold[i] == want)
                     run[m++] = (uint32_t)i;
             for (size_t j = 0; j < m; j++) {
-                if (j + 8 < m) {
-                    const char *q = (const char *)(p->Q + (size_t)r->book[run[j + 8]] * p->stride);
-                    for (size_t off = 0; off < p->stride * sizeof(float); off += 64)
-                        __builtin_prefetch(q + off);
-                }
+                if (j + 8 < m)
+                    br_prefetch_floats(p->Q + (size_t)r->book[run[j + 8]] * p->stride, p->stride, 0);
                 size_t x = run[j];
                 float s = br_params_score(p, r->user[x], r->book[x]);
                 if (p->clamp)

@@ -235,11 +235,11 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
         for (uint32_t j = o->dim; j < t->stride; j++)
             x[j] = 0.0f;
     }
-    br_rng g;
-    br_rng_seed(&g, o->seed);
     if (o->autorec) {
         /* Decoder W is P (drawn above); encoder V likewise; the decoder's
          * reader biases start at the mean, which the model then carries. */
+        br_rng g;
+        br_rng_seed(&g, o->seed);
         for (uint32_t u = 0; u < n_users; u++)
             for (uint32_t j = 0; j < o->dim; j++)
                 t->V[(size_t)u * t->stride + j] = (float)(br_rng_normal(&g) * o->init_std);
@@ -664,12 +664,8 @@ static int br_params_finite(const br_trainer *t)
 #define BR_PREFETCH_AHEAD 6
 static inline void br_prefetch_rows(const br_trainer *t, uint32_t u, uint32_t b)
 {
-    const char *p = (const char *)(t->P + (size_t)u * t->stride);
-    const char *q = (const char *)(t->Q + (size_t)b * t->stride);
-    for (size_t off = 0; off < t->stride * sizeof(float); off += 64) {
-        __builtin_prefetch(p + off, 1);
-        __builtin_prefetch(q + off, 1);
-    }
+    br_prefetch_floats(t->P + (size_t)u * t->stride, t->stride, 1);
+    br_prefetch_floats(t->Q + (size_t)b * t->stride, t->stride, 1);
     if (t->ubs) {
         __builtin_prefetch(&BU(t, u), 1);
         __builtin_prefetch(&BB(t, b), 1);
