@@ -27,6 +27,17 @@
 /* Bytes of one block of 16 books of br_qscan's quantised copy (qscan). */
 #define BR_QSCAN_BLOCK_BYTES(stride) (16 * (size_t)(stride) + 128)
 
+/* One reader's query for qscan_multi: qscan's arguments but the books'. */
+typedef struct br_qscan_query {
+    const uint32_t *uq;
+    int32_t ucorr;
+    float su, ce, add;
+    float *out, *gmax;
+} br_qscan_query;
+
+/* Readers one qscan_multi call takes at most. */
+#define BR_QSCAN_MULTI 4
+
 /* Adam constants for one step (see adam_mf). */
 typedef struct br_adam {
     float lr;        /* learning rate */
@@ -41,9 +52,11 @@ typedef struct br_kernels {
     float (*dot)(const float *a, const float *b, size_t n);
 
     /* One SGD step of matrix factorisation on rating r, prediction base + p.q:
-     *   e = r - (base + p.q);  p += lr (e q - reg p);  q += lr (e p_old - reg q).
-     * Returns e. Hogwild. */
-    float (*sgd_mf)(float *p, float *q, size_t n, float base, float r, float lr, float reg);
+     *   e = r - (base + p.q);  p += lr (e q - reg_p p);  q += lr (e p_old - reg_q q).
+     * (Each row has its own L2 weight: the trainer scales it by the row's
+     * rating count.) Returns e. Hogwild. */
+    float (*sgd_mf)(float *p, float *q, size_t n, float base, float r, float lr, float reg_p,
+                    float reg_q);
 
     /* One lazy-Adam step on the same loss, updating p, q and their first and
      * second moments (mp, vp, mq, vq). cp, cq are the bias-corrected step
@@ -89,6 +102,12 @@ typedef struct br_kernels {
      * and the float steps are the same, so every table gives the same bits. */
     void (*qscan)(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size_t n_blocks,
                   size_t stride, float su, float ce, float add, float *out, float *gmax);
+
+    /* qscan for m <= BR_QSCAN_MULTI readers at once: the same bits as m
+     * qscan calls, but each block of books is read once for all of them
+     * (the AVX-512 form; the others make the m calls). */
+    void (*qscan_multi)(const br_qscan_query *qs, size_t m, const uint8_t *blk, size_t n_blocks,
+                        size_t stride);
 } br_kernels;
 
 /* The table for this CPU (avx512 when the CPU has AVX2, FMA and AVX-512

@@ -44,14 +44,15 @@ static float br_dot_avx2(const float *a, const float *b, size_t n)
 }
 
 static float br_sgd_mf_avx2(float *p, float *q, size_t n, float base, float r, float lr,
-                            float reg)
+                            float reg_p, float reg_q)
 {
     float e = r - (base + br_hsum8_avx2(br_dot_acc(p, q, n)));
-    __m256 ve = _mm256_set1_ps(e), vlr = _mm256_set1_ps(lr), vnr = _mm256_set1_ps(-reg);
+    __m256 ve = _mm256_set1_ps(e), vlr = _mm256_set1_ps(lr);
+    __m256 vnp = _mm256_set1_ps(-reg_p), vnq = _mm256_set1_ps(-reg_q);
     for (size_t i = 0; i < n; i += 8) {
         __m256 pi = _mm256_loadu_ps(p + i), qi = _mm256_loadu_ps(q + i);
-        __m256 gp = _mm256_fmadd_ps(ve, qi, _mm256_mul_ps(vnr, pi));
-        __m256 gq = _mm256_fmadd_ps(ve, pi, _mm256_mul_ps(vnr, qi));
+        __m256 gp = _mm256_fmadd_ps(ve, qi, _mm256_mul_ps(vnp, pi));
+        __m256 gq = _mm256_fmadd_ps(ve, pi, _mm256_mul_ps(vnq, qi));
         _mm256_storeu_ps(p + i, _mm256_fmadd_ps(vlr, gp, pi));
         _mm256_storeu_ps(q + i, _mm256_fmadd_ps(vlr, gq, qi));
     }
@@ -237,12 +238,23 @@ static void br_qscan_avx2(const uint32_t *uq, int32_t ucorr, const uint8_t *blk,
     }
 }
 
+/* AVX2 has too few registers to hold four readers' sums beside a block's
+ * loads: one reader after another. */
+static void br_qscan_multi_avx2(const br_qscan_query *qs, size_t m, const uint8_t *blk,
+                                size_t n_blocks, size_t stride)
+{
+    for (size_t i = 0; i < m; i++)
+        br_qscan_avx2(qs[i].uq, qs[i].ucorr, blk, n_blocks, stride, qs[i].su, qs[i].ce,
+                      qs[i].add, qs[i].out, qs[i].gmax);
+}
+
 /* The entries both tables share: everything AVX-512 does not improve. */
 #define BR_AVX2_COMMON                                                                   \
     .dot = br_dot_avx2, .sgd_mf = br_sgd_mf_avx2, .adam_mf = br_adam_mf_avx2,          \
     .bpr_mf = br_bpr_mf_avx2, .adam_bpr = br_adam_bpr_avx2, .score = br_score_avx2
 
-static const br_kernels br_avx2_table = {.name = "avx2", BR_AVX2_COMMON, .qscan = br_qscan_avx2};
+static const br_kernels br_avx2_table = {.name = "avx2", BR_AVX2_COMMON, .qscan = br_qscan_avx2,
+                                         .qscan_multi = br_qscan_multi_avx2};
 
 const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
 
@@ -250,8 +262,11 @@ const br_kernels *br_kernels_avx2_table(void) { return &br_avx2_table; }
  * one with the kernels that gain from AVX-512 replaced. */
 void br_qscan_avx512(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size_t n_blocks,
                      size_t stride, float su, float ce, float add, float *out, float *gmax);
+void br_qscan_multi_avx512(const br_qscan_query *qs, size_t m, const uint8_t *blk,
+                           size_t n_blocks, size_t stride);
 
 static const br_kernels br_avx512_table = {.name = "avx512", BR_AVX2_COMMON,
-                                           .qscan = br_qscan_avx512};
+                                           .qscan = br_qscan_avx512,
+                                           .qscan_multi = br_qscan_multi_avx512};
 
 const br_kernels *br_kernels_avx512_table(void) { return &br_avx512_table; }

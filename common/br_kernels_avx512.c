@@ -90,3 +90,74 @@ void br_qscan_avx512(const uint32_t *uq, int32_t ucorr, const uint8_t *blk, size
         gmax[j] = _mm512_reduce_max_ps(r0);
     }
 }
+
+/* Four readers per pass: each 64-byte load of a block feeds one vpdpbusd
+ * per reader, so the quantised books (1.9 MB at dim 192, beyond L2) are
+ * streamed once per four readers instead of once per reader; two blocks at
+ * a time keep eight independent sums in flight. Fewer than four readers
+ * repeat the last one's query (its results are written twice, the same). */
+void br_qscan_multi_avx512(const br_qscan_query *qs, size_t m, const uint8_t *blk,
+                           size_t n_blocks, size_t stride)
+{
+    if (m == 0)
+        return;
+    const br_qscan_query *r[4];
+    for (size_t i = 0; i < 4; i++)
+        r[i] = &qs[i < m ? i : m - 1];
+    size_t quads = stride / 4, bs = BR_QSCAN_BLOCK_BYTES(stride), kv = 16 * stride, j = 0;
+    __m512 vsu[4], vce[4], vadd[4];
+    __m512i vc[4];
+    for (int i = 0; i < 4; i++) {
+        vsu[i] = _mm512_set1_ps(r[i]->su);
+        vce[i] = _mm512_set1_ps(r[i]->ce);
+        vadd[i] = _mm512_set1_ps(r[i]->add);
+        vc[i] = _mm512_set1_epi32(r[i]->ucorr);
+    }
+    const uint32_t *u0 = r[0]->uq, *u1 = r[1]->uq, *u2 = r[2]->uq, *u3 = r[3]->uq;
+    for (; j + 2 <= n_blocks; j += 2) {
+        const uint8_t *q = blk + j * bs, *k0 = q + kv, *k1 = k0 + bs;
+        __m512i a[8];
+        for (int i = 0; i < 4; i++) {
+            a[i] = br_qscan_start16(k0, vc[i]);
+            a[4 + i] = br_qscan_start16(k1, vc[i]);
+        }
+        for (size_t p = 0; p < quads; p++) {
+            __m512i x0 = _mm512_load_si512(q + p * 64), x1 = _mm512_load_si512(q + bs + p * 64);
+            __m512i w0 = _mm512_set1_epi32((int32_t)u0[p]), w1 = _mm512_set1_epi32((int32_t)u1[p]);
+            __m512i w2 = _mm512_set1_epi32((int32_t)u2[p]), w3 = _mm512_set1_epi32((int32_t)u3[p]);
+            a[0] = _mm512_dpbusd_epi32(a[0], x0, w0);
+            a[1] = _mm512_dpbusd_epi32(a[1], x0, w1);
+            a[2] = _mm512_dpbusd_epi32(a[2], x0, w2);
+            a[3] = _mm512_dpbusd_epi32(a[3], x0, w3);
+            a[4] = _mm512_dpbusd_epi32(a[4], x1, w0);
+            a[5] = _mm512_dpbusd_epi32(a[5], x1, w1);
+            a[6] = _mm512_dpbusd_epi32(a[6], x1, w2);
+            a[7] = _mm512_dpbusd_epi32(a[7], x1, w3);
+        }
+        __m512 b0[4], b1[4];
+        for (int i = 0; i < 4; i++) {
+            b0[i] = br_qscan_bounds16(a[i], k0, vsu[i], vce[i], vadd[i]);
+            b1[i] = br_qscan_bounds16(a[4 + i], k1, vsu[i], vce[i], vadd[i]);
+            _mm512_store_ps(r[i]->out + j * 16, b0[i]);
+            _mm512_store_ps(r[i]->out + j * 16 + 16, b1[i]);
+        }
+        float g0[4], g1[4];
+        _mm_storeu_ps(g0, br_qscan_hmax4x16(b0[0], b0[1], b0[2], b0[3]));
+        _mm_storeu_ps(g1, br_qscan_hmax4x16(b1[0], b1[1], b1[2], b1[3]));
+        for (int i = 0; i < 4; i++) {
+            r[i]->gmax[j] = g0[i];
+            r[i]->gmax[j + 1] = g1[i];
+        }
+    }
+    for (; j < n_blocks; j++)   /* an odd last block: reader by reader */
+        for (size_t i = 0; i < m; i++) {
+            const uint8_t *q = blk + j * bs, *k = q + kv;
+            __m512i a0 = br_qscan_start16(k, vc[i]);
+            for (size_t p = 0; p < quads; p++)
+                a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(q + p * 64),
+                                         _mm512_set1_epi32((int32_t)qs[i].uq[p]));
+            __m512 b = br_qscan_bounds16(a0, k, vsu[i], vce[i], vadd[i]);
+            _mm512_store_ps(qs[i].out + j * 16, b);
+            qs[i].gmax[j] = _mm512_reduce_max_ps(b);
+        }
+}

@@ -28,14 +28,14 @@ static float br_dot_scalar(const float *a, const float *b, size_t n)
 }
 
 static float br_sgd_mf_scalar(float *p, float *q, size_t n, float base, float r, float lr,
-                              float reg)
+                              float reg_p, float reg_q)
 {
     float e = r - (base + br_dot_scalar(p, q, n));
-    float nreg = -reg;
+    float nrp = -reg_p, nrq = -reg_q;
     for (size_t i = 0; i < n; i++) {
         float pi = p[i], qi = q[i];
-        float gp = fmaf(e, qi, nreg * pi);
-        float gq = fmaf(e, pi, nreg * qi);
+        float gp = fmaf(e, qi, nrp * pi);
+        float gq = fmaf(e, pi, nrq * qi);
         p[i] = fmaf(lr, gp, pi);
         q[i] = fmaf(lr, gq, qi);
     }
@@ -158,6 +158,14 @@ static void br_qscan_scalar(const uint32_t *uq, int32_t ucorr, const uint8_t *bl
     }
 }
 
+static void br_qscan_multi_scalar(const br_qscan_query *qs, size_t m, const uint8_t *blk,
+                                  size_t n_blocks, size_t stride)
+{
+    for (size_t i = 0; i < m; i++)
+        br_qscan_scalar(qs[i].uq, qs[i].ucorr, blk, n_blocks, stride, qs[i].su, qs[i].ce,
+                        qs[i].add, qs[i].out, qs[i].gmax);
+}
+
 static const br_kernels br_scalar_table = {
     .name = "scalar",
     .dot = br_dot_scalar,
@@ -167,6 +175,7 @@ static const br_kernels br_scalar_table = {
     .adam_bpr = br_adam_bpr_scalar,
     .score = br_score_scalar,
     .qscan = br_qscan_scalar,
+    .qscan_multi = br_qscan_multi_scalar,
 };
 
 const br_kernels *br_kernels_scalar(void) { return &br_scalar_table; }

@@ -195,8 +195,9 @@ static size_t br_qscan_gpad(const br_qscan *q) { return (br_qscan_groups(q) + 15
 
 size_t br_qscan_work_bytes(const br_qscan *q)
 {
-    return (br_qscan_groups(q) * 16 + br_qscan_gpad(q)) * sizeof(float) +
-           (size_t)q->n_books * sizeof(uint32_t);
+    size_t b = (br_qscan_groups(q) * 16 + br_qscan_gpad(q)) * sizeof(float) +
+               (size_t)q->n_books * sizeof(uint32_t);
+    return (b + 63) & ~(size_t)63;   /* br_qscan_topk_multi's slices stay aligned */
 }
 
 typedef struct br_qscan_ctx {
@@ -422,12 +423,16 @@ static size_t br_qscan_candidates(const br_qscan *q, const float *bound, const f
     return m;
 }
 
-br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, float add,
-                     const uint32_t *exclude, size_t n_ex, size_t k, void *work_mem,
-                     br_scored *out, size_t *n_out)
+/* A reader's quantised query: the values, their sum, and the per-query
+ * terms of the bound (see the top of the file). */
+typedef struct br_qscan_prep {
+    uint32_t uq[BR_QSCAN_MAXQUADS];
+    int32_t usum;
+    float su, ce, cm;
+} br_qscan_prep;
+
+static br_err br_qscan_prepare(const br_qscan *q, const float *u, float add, br_qscan_prep *pr)
 {
-    float *work = work_mem;
-    *n_out = 0;
     uint32_t n = q->stride;
     if (!(fabsf(add) < BR_QSCAN_MAXABS))
         return BR_ERR_UNSUPPORTED;
@@ -442,7 +447,6 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
     }
     if (bad)
         return BR_ERR_UNSUPPORTED;
-    uint32_t uq[BR_QSCAN_MAXQUADS];
     int32_t u1 = 0, usum = 0;
     float su = 0.0f;
     if (mx > 0.0f) {
@@ -465,19 +469,36 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
         uv[i] = (int8_t)r;
     }
     for (uint32_t i = 0; i < n; i += 4)
-        uq[i / 4] = (uint32_t)(uint8_t)uv[i] | (uint32_t)(uint8_t)uv[i + 1] << 8 |
-                    (uint32_t)(uint8_t)uv[i + 2] << 16 | (uint32_t)(uint8_t)uv[i + 3] << 24;
+        pr->uq[i / 4] = (uint32_t)(uint8_t)uv[i] | (uint32_t)(uint8_t)uv[i + 1] << 8 |
+                        (uint32_t)(uint8_t)uv[i + 2] << 16 | (uint32_t)(uint8_t)uv[i + 3] << 24;
     if (worst > BR_QSCAN_HALF - 0x1p-30)
         return BR_ERR_UNSUPPORTED;
     const double h = BR_QSCAN_HALF, m = (n + 16) * 0x1p-23, up1 = 1.0 + 0x1p-20;
-    float ce = (float)(((double)su * h * u1 + m * l1 * BR_QSCAN_LB) * up1);
-    float cm = (float)((m * (fabs((double)add) + q->max_abs_bias) + 64 * (double)FLT_MIN) * up1);
+    pr->usum = usum;
+    pr->su = su;
+    pr->ce = (float)(((double)su * h * u1 + m * l1 * BR_QSCAN_LB) * up1);
+    pr->cm = (float)((m * (fabs((double)add) + q->max_abs_bias) + 64 * (double)FLT_MIN) * up1);
+    return BR_OK;
+}
+
+/* The kernel's arguments for a prepared reader whose bounds go to work. */
+static br_qscan_query br_qscan_query_of(const br_qscan *q, const br_qscan_prep *pr, float add,
+                                        float *work)
+{
+    return (br_qscan_query){pr->uq, 128 * pr->usum, pr->su, pr->ce, add + pr->cm, work,
+                            work + br_qscan_groups(q) * 16};
+}
+
+/* Steps 3-4 (or br_topk_bounded) on the bounds the kernel left in work. */
+static void br_qscan_select(const br_qscan *q, const br_kernels *kt, const float *u, float add,
+                            const uint32_t *exclude, size_t n_ex, size_t k, float *work,
+                            br_scored *out, size_t *n_out)
+{
     size_t groups = br_qscan_groups(q);
     float *bound = work, *gmax = work + groups * 16;
-    kt->qscan(uq, 128 * usum, q->blk, q->n_blocks, n, su, ce, add + cm, bound, gmax);
     for (size_t g = groups; g < br_qscan_gpad(q); g++)
         gmax[g] = -INFINITY;
-    br_qscan_ctx c = {kt, u, q->Q, q->bias, n, add};
+    br_qscan_ctx c = {kt, u, q->Q, q->bias, q->stride, add};
     if (k > q->n_books)
         k = q->n_books;
     if (k <= 32 && k * 8 <= groups) {
@@ -520,10 +541,49 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
                 out[j] = x;
             }
             *n_out = got;
-            return BR_OK;
+            return;
         }
     }
     *n_out = br_topk_bounded(bound, gmax, -INFINITY, q->n_books, exclude, n_ex, k,
                              br_qscan_exact, &c, out);
+}
+
+br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, float add,
+                     const uint32_t *exclude, size_t n_ex, size_t k, void *work_mem,
+                     br_scored *out, size_t *n_out)
+{
+    *n_out = 0;
+    br_qscan_prep pr;
+    br_err e = br_qscan_prepare(q, u, add, &pr);
+    if (e)
+        return e;
+    br_qscan_query x = br_qscan_query_of(q, &pr, add, work_mem);
+    kt->qscan(x.uq, x.ucorr, q->blk, q->n_blocks, q->stride, x.su, x.ce, x.add, x.out, x.gmax);
+    br_qscan_select(q, kt, u, add, exclude, n_ex, k, work_mem, out, n_out);
     return BR_OK;
+}
+
+void br_qscan_topk_multi(const br_qscan *q, const br_kernels *kt, size_t m,
+                         const float *const *u, const float *add,
+                         const uint32_t *const *exclude, const size_t *n_ex, size_t k,
+                         void *work_mem, br_scored *const *out, size_t *n_out, br_err *rc)
+{
+    br_qscan_prep pr[BR_QSCAN_MULTI];
+    br_qscan_query x[BR_QSCAN_MULTI] = {{0}};
+    size_t at[BR_QSCAN_MULTI], nx = 0, wb = br_qscan_work_bytes(q) / sizeof(float);
+    float *work = work_mem;
+    for (size_t i = 0; i < m && i < BR_QSCAN_MULTI; i++) {
+        n_out[i] = 0;
+        rc[i] = br_qscan_prepare(q, u[i], add[i], &pr[i]);
+        if (!rc[i]) {
+            x[nx] = br_qscan_query_of(q, &pr[i], add[i], work + i * wb);
+            at[nx++] = i;
+        }
+    }
+    kt->qscan_multi(x, nx, q->blk, q->n_blocks, q->stride);
+    for (size_t j = 0; j < nx; j++) {
+        size_t i = at[j];
+        br_qscan_select(q, kt, u[i], add[i], exclude[i], n_ex[i], k, work + i * wb, out[i],
+                        &n_out[i]);
+    }
 }

@@ -63,4 +63,15 @@ br_err br_qscan_topk(const br_qscan *q, const br_kernels *kt, const float *u, fl
                      const uint32_t *exclude, size_t n_ex, size_t k, void *work,
                      br_scored *out, size_t *n_out);
 
+/* br_qscan_topk for m <= BR_QSCAN_MULTI readers at once: u[i], add[i],
+ * exclude[i] / n_ex[i], out[i] / n_out[i] as there, rc[i] the reader's
+ * result code (BR_ERR_UNSUPPORTED: that reader needs the plain path). The
+ * quantised books are read once for all of them (kernel qscan_multi), and
+ * every answer is the one br_qscan_topk gives. work: m x
+ * br_qscan_work_bytes bytes, 64-byte aligned. */
+void br_qscan_topk_multi(const br_qscan *q, const br_kernels *kt, size_t m,
+                         const float *const *u, const float *add,
+                         const uint32_t *const *exclude, const size_t *n_ex, size_t k,
+                         void *work, br_scored *const *out, size_t *n_out, br_err *rc);
+
 #endif

@@ -68,6 +68,46 @@ static size_t tables(const br_kernels **t)
     return n;
 }
 
+/* A random quantised reader (stride / 4 words, -63..63 each); returns the
+ * sum of its values. */
+static int32_t random_reader(br_rng *g, size_t st, uint32_t *uq)
+{
+    int32_t usum = 0;
+    for (size_t i = 0; i < st / 4; i++) {
+        uq[i] = 0;
+        for (int b = 0; b < 4; b++) {
+            int v = (int)br_rng_below(g, 127) - 63;
+            usum += v;
+            uq[i] |= (uint32_t)(uint8_t)(int8_t)v << (8 * b);
+        }
+    }
+    return usum;
+}
+
+/* nb random blocks of the quantised layout (values 1..255, scales about
+ * 1e-4..0.01, one book in nine a padding book). */
+static uint8_t *random_blocks(br_rng *g, size_t st, size_t nb)
+{
+    size_t bs = BR_QSCAN_BLOCK_BYTES(st);
+    uint8_t *blk = zalloc64(nb * bs);
+    for (size_t j = 0; j < nb; j++) {
+        for (size_t i = 0; i < 16 * st; i++)
+            blk[j * bs + i] = (uint8_t)(1 + br_rng_below(g, 255));
+        uint8_t *k = blk + j * bs + 16 * st;
+        for (size_t l = 0; l < 16; l++) {
+            uint16_t qe = (uint16_t)br_rng_below(g, 65536);
+            uint16_t sh = (uint16_t)(0x3800 + br_rng_below(g, 0x0400));
+            float base = unif(g, -2, 2);
+            if (br_rng_below(g, 9) == 0)
+                sh = 0, base = -INFINITY;
+            memcpy(k + 2 * l, &qe, 2);
+            memcpy(k + 32 + 2 * l, &sh, 2);
+            memcpy(k + 64 + 4 * l, &base, 4);
+        }
+    }
+    return blk;
+}
+
 static void test_kernel_tables_agree(void **state)
 {
     (void)state;
@@ -82,29 +122,8 @@ static void test_kernel_tables_agree(void **state)
             size_t st = strides[si], nb = blocks[bi], nbooks = nb * 16;
             uint32_t *uq = zalloc64(st / 4 * sizeof *uq);
             size_t bs = BR_QSCAN_BLOCK_BYTES(st);
-            uint8_t *blk = zalloc64(nb * bs);
-            int32_t usum = 0;
-            for (size_t i = 0; i < st / 4; i++)
-                for (int b = 0; b < 4; b++) {
-                    int v = (int)br_rng_below(&g, 127) - 63;   /* the reader's -63..63 */
-                    usum += v;
-                    uq[i] |= (uint32_t)(uint8_t)(int8_t)v << (8 * b);
-                }
-            for (size_t j = 0; j < nb; j++) {
-                for (size_t i = 0; i < 16 * st; i++)
-                    blk[j * bs + i] = (uint8_t)(1 + br_rng_below(&g, 255));   /* 1..255 */
-                uint8_t *k = blk + j * bs + 16 * st;
-                for (size_t l = 0; l < 16; l++) {
-                    uint16_t qe = (uint16_t)br_rng_below(&g, 65536);
-                    uint16_t sh = (uint16_t)(0x3800 + br_rng_below(&g, 0x0400));   /* ~1e-4..0.01 */
-                    float base = unif(&g, -2, 2);
-                    if (br_rng_below(&g, 9) == 0)   /* a padding book */
-                        sh = 0, base = -INFINITY;
-                    memcpy(k + 2 * l, &qe, 2);
-                    memcpy(k + 32 + 2 * l, &sh, 2);
-                    memcpy(k + 64 + 4 * l, &base, 4);
-                }
-            }
+            int32_t usum = random_reader(&g, st, uq);
+            uint8_t *blk = random_blocks(&g, st, nb);
             float su = unif(&g, 0, 0.02f), ce = unif(&g, 0, 1), add = unif(&g, -3, 3);
             float *out0 = zalloc64(nbooks * 4), *gm0 = zalloc64(nb * 4);
             t[0]->qscan(uq, 128 * usum, blk, nb, st, su, ce, add, out0, gm0);
@@ -547,10 +566,133 @@ static void test_bounded_topk(void **state)
     }
 }
 
+/* qscan_multi with 1..4 readers gives each reader the very bits its own
+ * qscan call gives, in every table (odd and even block counts: the AVX-512
+ * form takes blocks in pairs). */
+static void test_multi_kernel_equals_single(void **state)
+{
+    (void)state;
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 21);
+    static const size_t strides[] = {8, 24, 72, 200};
+    static const size_t blocks[] = {1, 2, 3, 5, 8};
+    for (size_t si = 0; si < sizeof strides / sizeof *strides; si++)
+        for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
+            size_t st = strides[si], nb = blocks[bi];
+            uint8_t *blk = random_blocks(&g, st, nb);
+            uint32_t *uq[4];
+            br_qscan_query qs[4];
+            float *want[4], *wgm[4];
+            for (int r = 0; r < 4; r++) {
+                uq[r] = zalloc64(st);
+                int32_t usum = random_reader(&g, st, uq[r]);
+                qs[r] = (br_qscan_query){uq[r], 128 * usum, unif(&g, 0, 0.02f), unif(&g, 0, 1),
+                                         unif(&g, -3, 3), zalloc64(nb * 64), zalloc64(nb * 4)};
+                want[r] = zalloc64(nb * 64);
+                wgm[r] = zalloc64(nb * 4);
+            }
+            for (size_t ti = 0; ti < nt; ti++) {
+                for (int r = 0; r < 4; r++)
+                    t[ti]->qscan(uq[r], qs[r].ucorr, blk, nb, st, qs[r].su, qs[r].ce, qs[r].add,
+                                 want[r], wgm[r]);
+                for (size_t m = 1; m <= 4; m++) {
+                    for (int r = 0; r < 4; r++) {
+                        memset(qs[r].out, 0xff, nb * 64);
+                        memset(qs[r].gmax, 0xff, nb * 4);
+                    }
+                    t[ti]->qscan_multi(qs, m, blk, nb, st);
+                    for (size_t r = 0; r < m; r++)
+                        if (memcmp(qs[r].out, want[r], nb * 64) != 0 ||
+                            memcmp(qs[r].gmax, wgm[r], nb * 4) != 0) {
+                            print_error("qscan_multi %s: reader %zu of %zu differs: stride %zu, "
+                                        "%zu blocks\n", t[ti]->name, r, m, st, nb);
+                            fail();
+                        }
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                free(uq[r]);
+                free(qs[r].out);
+                free(qs[r].gmax);
+                free(want[r]);
+                free(wgm[r]);
+            }
+            free(blk);
+        }
+}
+
+/* br_qscan_topk_multi answers every reader as br_qscan_topk does, reader
+ * by reader and bit for bit, also when one of them is refused (a NaN in
+ * its vector: BR_ERR_UNSUPPORTED for that reader alone). */
+static void test_topk_multi(void **state)
+{
+    (void)state;
+    const br_kernels *t[3];
+    size_t nt = tables(t);
+    br_rng g;
+    br_rng_seed(&g, 22);
+    static const size_t ns[] = {7, 100, 1001, 2003};
+    for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+        for (size_t m = 1; m <= BR_QSCAN_MULTI; m++) {
+            size_t n = ns[ni], dim = 61, st = 64, k = 10;
+            qcase c;
+            qcase_new(&c, n, st, 1);
+            fill(&g, V_PLAIN, c.Q, c.bias, n, st, dim, c.u);
+            qcase_build(&c);
+            float *u[BR_QSCAN_MULTI], add[BR_QSCAN_MULTI];
+            uint32_t *ex[BR_QSCAN_MULTI];
+            size_t n_ex[BR_QSCAN_MULTI], n_out[BR_QSCAN_MULTI];
+            br_scored *out[BR_QSCAN_MULTI];
+            br_err rc[BR_QSCAN_MULTI];
+            for (size_t r = 0; r < m; r++) {
+                u[r] = zalloc64(st * 4);
+                for (size_t i = 0; i < dim; i++)
+                    u[r][i] = unif(&g, -1, 1);
+                if (r == 2)
+                    u[r][5] = NAN;
+                add[r] = unif(&g, -2, 2);
+                ex[r] = malloc((2 * n + 4) * sizeof *ex[r]);
+                n_ex[r] = make_exclude(&g, (int)(r % 4), n, ex[r]);
+                out[r] = malloc((k + 1) * sizeof *out[r]);
+            }
+            void *work = zalloc64(BR_QSCAN_MULTI * br_qscan_work_bytes(c.q));
+            for (size_t ti = 0; ti < nt; ti++) {
+                br_qscan_topk_multi(c.q, t[ti], m, (const float *const *)u, add,
+                                    (const uint32_t *const *)ex, n_ex, k, work, out, n_out, rc);
+                for (size_t r = 0; r < m; r++) {
+                    size_t wn = 0;
+                    br_err we = br_qscan_topk(c.q, t[ti], u[r], add[r], ex[r], n_ex[r], k,
+                                              c.work, c.want, &wn);
+                    assert_int_equal(rc[r], we);
+                    assert_int_equal(rc[r], r == 2 ? BR_ERR_UNSUPPORTED : BR_OK);
+                    assert_int_equal(n_out[r], wn);
+                    for (size_t i = 0; i < wn; i++)
+                        if (out[r][i].idx != c.want[i].idx ||
+                            memcmp(&out[r][i].score, &c.want[i].score, 4) != 0) {
+                            print_error("%s: n=%zu reader %zu of %zu: rank %zu differs\n",
+                                        t[ti]->name, n, r, m, i);
+                            fail();
+                        }
+                }
+            }
+            for (size_t r = 0; r < m; r++) {
+                free(u[r]);
+                free(ex[r]);
+                free(out[r]);
+            }
+            free(work);
+            qcase_free(&c);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_tables_agree),
+        cmocka_unit_test(test_multi_kernel_equals_single),
+        cmocka_unit_test(test_topk_multi),
         cmocka_unit_test(test_topk_exact),
         cmocka_unit_test(test_topk_floor_paths),
         cmocka_unit_test(test_adversarial_rounding),

@@ -128,42 +128,64 @@ static br_err br_rank_run(const br_params *p, const br_scored *order, uint32_t n
 #pragma omp parallel num_threads(threads > 0 ? threads : 1) \
     reduction(+ : recall, ndcg, hr, map, users, failed)
     {
+        /* Users go in groups of BR_QSCAN_MULTI, so the pre-scan reads the
+         * quantised books once per group (br_qscan_topk_multi). */
+        enum { G = BR_QSCAN_MULTI };
         float *scores = p ? malloc((size_t)n_books * sizeof *scores) : NULL;   /* the full scan */
-        br_scored *top = malloc((size_t)k * sizeof *top);
-        void *qwork = qs ? br_alloc64(br_qscan_work_bytes(qs)) : NULL;
-        if ((p && !scores) || !top || (qs && !qwork))
+        br_scored *topbuf = malloc((size_t)G * k * sizeof *topbuf);
+        void *qwork = qs ? br_alloc64(G * br_qscan_work_bytes(qs)) : NULL;
+        if ((p && !scores) || !topbuf || (qs && !qwork))
             failed++;
-#pragma omp for schedule(dynamic, 256)
-        for (uint32_t u = 0; u < n_users; u++) {
+#pragma omp for schedule(dynamic, 64)
+        for (uint32_t g0 = 0; g0 < (n_users + G - 1) / G; g0++) {
             if (failed)
                 continue;
-            size_t n_rel = test->ptr[u + 1] - test->ptr[u];
-            if (n_rel == 0)
-                continue;
-            const uint32_t *ex = u < train->n_rows ? train->col + train->ptr[u] : NULL;
-            size_t n_ex = u < train->n_rows ? train->ptr[u + 1] - train->ptr[u] : 0;
-            size_t m = 0;
-            if (p) {
-                const float *pu = p->P + (size_t)u * p->stride;
-                float add = p->mean + (p->bu ? p->bu[u] : 0.0f);
-                if (!qs || br_qscan_topk(qs, kern, pu, add, ex, n_ex, k, qwork, top, &m) != BR_OK) {
-                    kern->score(pu, p->Q, n_books, p->stride, p->bb, add, scores);
-                    m = br_topk(scores, n_books, ex, n_ex, k, top);
+            const float *pu[G];
+            float add[G];
+            const uint32_t *ex[G];
+            size_t n_ex[G], m[G], n_rel[G];
+            uint32_t us[G];
+            br_scored *top[G];
+            br_err rc[G];
+            size_t n = 0;
+            for (uint32_t u = g0 * G; u < n_users && u < (g0 + 1) * G; u++) {
+                n_rel[n] = test->ptr[u + 1] - test->ptr[u];
+                if (n_rel[n] == 0)
+                    continue;
+                us[n] = u;
+                ex[n] = u < train->n_rows ? train->col + train->ptr[u] : NULL;
+                n_ex[n] = u < train->n_rows ? train->ptr[u + 1] - train->ptr[u] : 0;
+                top[n] = topbuf + n * k;
+                m[n] = 0;
+                rc[n] = BR_ERR_UNSUPPORTED;
+                if (p) {
+                    pu[n] = p->P + (size_t)u * p->stride;
+                    add[n] = p->mean + (p->bu ? p->bu[u] : 0.0f);
                 }
-            } else {
-                for (uint32_t i = 0; i < n_books && m < k; i++)
-                    if (!br_sorted_has(ex, n_ex, order[i].idx))
-                        top[m++] = order[i];
+                n++;
             }
-            for (size_t i = 0; i < m; i++) {
+            if (p && qs && n)
+                br_qscan_topk_multi(qs, kern, n, pu, add, ex, n_ex, k, qwork, top, m, rc);
+            for (size_t i = 0; i < n; i++) {
+                if (p && rc[i] != BR_OK) {   /* refused by the pre-scan: the full scan */
+                    kern->score(pu[i], p->Q, n_books, p->stride, p->bb, add[i], scores);
+                    m[i] = br_topk(scores, n_books, ex[i], n_ex[i], k, top[i]);
+                } else if (!p) {
+                    for (uint32_t b = 0; b < n_books && m[i] < k; b++)
+                        if (!br_sorted_has(ex[i], n_ex[i], order[b].idx))
+                            top[i][m[i]++] = order[b];
+                }
+                for (size_t j = 0; j < m[i]; j++) {
 #pragma omp atomic write
-                shown[top[i].idx] = 1;
+                    shown[top[i][j].idx] = 1;
+                }
+                br_rank_user(top[i], m[i], test->col + test->ptr[us[i]], n_rel[i], k, &recall,
+                             &ndcg, &hr, &map);
+                users++;
             }
-            br_rank_user(top, m, test->col + test->ptr[u], n_rel, k, &recall, &ndcg, &hr, &map);
-            users++;
         }
         free(scores);
-        free(top);
+        free(topbuf);
         free(qwork);
     }
     br_qscan_free(qs);
