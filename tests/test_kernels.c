@@ -263,6 +263,7 @@ static void test_sgd_mf(void **state)
             float r = (float)(1 + br_rng_below(&g, 5));
             float lr = 0.05f * (float)(0.5 + br_rng_uniform(&g));
             float reg = 0.1f * (float)(0.5 + br_rng_uniform(&g));
+            float regq = 0.1f * (float)(0.5 + br_rng_uniform(&g));   /* rows' own weights */
             /* double reference of the documented step */
             double dot = 0, abs_sum = 0;
             for (size_t i = 0; i < n; i++) {
@@ -273,17 +274,17 @@ static void test_sgd_mf(void **state)
             double etol = dot_tol(n, abs_sum) + 4 * FLT_EPSILON * (fabs(base) + fabs(r));
             for (size_t i = 0; i < n; i++) {
                 rp[i] = p0[i] + lr * (e * q0[i] - reg * p0[i]);
-                rq[i] = q0[i] + lr * (e * p0[i] - reg * q0[i]);
+                rq[i] = q0[i] + lr * (e * p0[i] - regq * q0[i]);
             }
             float er[2];
             for (int k = 0; k < nt; k++) {
                 memcpy(p[k], p0, n * sizeof(float));
                 memcpy(q[k], q0, n * sizeof(float));
-                er[k] = t[k]->sgd_mf(p[k], q[k], n, base, r, lr, reg);
+                er[k] = t[k]->sgd_mf(p[k], q[k], n, base, r, lr, reg, regq);
                 assert_close(er[k], e, etol, "sgd_mf e", t[k]->name, n, 0);
                 for (size_t i = 0; i < n; i++) {
                     double sp = fabs(p0[i]) + lr * (fabs(e * q0[i]) + reg * fabs(p0[i]));
-                    double sq = fabs(q0[i]) + lr * (fabs(e * p0[i]) + reg * fabs(q0[i]));
+                    double sq = fabs(q0[i]) + lr * (fabs(e * p0[i]) + regq * fabs(q0[i]));
                     assert_close(p[k][i], rp[i], 8 * FLT_EPSILON * sp + lr * fabs(q0[i]) * etol,
                                  "sgd_mf p", t[k]->name, n, i);
                     assert_close(q[k][i], rq[i], 8 * FLT_EPSILON * sq + lr * fabs(p0[i]) * etol,
@@ -301,7 +302,7 @@ static void test_sgd_mf(void **state)
                 for (int s = 0; s < 8; s++) {
                     float rr = (float)(1 + br_rng_below(&g, 5));
                     for (int k = 0; k < 2; k++)
-                        er[k] = t[k]->sgd_mf(p[k], q[k], n, base, rr, lr, reg);
+                        er[k] = t[k]->sgd_mf(p[k], q[k], n, base, rr, lr, reg, regq);
                     assert_same_bits(&er[0], &er[1], sizeof(float), "sgd_mf chain e", n);
                 }
                 assert_same_bits(p[0], p[1], n * sizeof(float), "sgd_mf chain p", n);

@@ -37,6 +37,7 @@ struct br_dist {
     float mean;
     int biased;
     float *P, *bu;              /* this rank's users */
+    float *regu, *regb;         /* per-row L2 weights (reg_exp != 0): local users, all books */
     br_dtrip *tr, *te;          /* training / test ratings grouped by book block */
     uint64_t *tr_ptr, *te_ptr;  /* nranks + 1 offsets each */
     /* Each block's training ratings are cut into tiles of tile_u users x
@@ -94,6 +95,8 @@ void br_dist_free(br_dist *t)
     free(t->gbook);
     free(t->P);
     free(t->bu);
+    free(t->regu);
+    free(t->regb);
     free(t->tr);
     free(t->te);
     free(t->tr_ptr);
@@ -372,6 +375,34 @@ br_err br_dist_create(const br_dist_opts *o, br_dist **out, br_diag *diag)
     in->mean = t->mean;
     in->setup_bytes = bytes;
 
+    /* ---- per-row L2 weights, as br_train.c: reg x (mean count / count)^reg_exp;
+     * a user's ratings are all on its rank, a book's counts are summed ---- */
+    if (to->reg_exp != 0) {
+        t->regu = calloc(t->r->n_users ? t->r->n_users : 1, sizeof *t->regu);
+        t->regb = calloc(t->n_books, sizeof *t->regb);
+        e = !t->regu || !t->regb ? br_fail(diag, BR_ERR_NOMEM, "out of memory") : BR_OK;
+        e = br_dist_agree(t, e, diag);
+        if (e) {
+            br_dist_free(t);
+            return e;
+        }
+        for (uint32_t k = 0; k < R; k++)
+            for (uint64_t i = t->tr_ptr[k]; i < t->tr_ptr[k + 1]; i++) {
+                t->regu[t->tr[i].user] += 1.0f;
+                t->regb[br_dist_book_global(k, t->tr[i].slot, R)] += 1.0f;
+            }
+        MPI_Allreduce(MPI_IN_PLACE, t->regb, (int)t->n_books, MPI_FLOAT, MPI_SUM, t->comm);
+        bytes += (uint64_t)R * t->n_books * sizeof(float);
+        in->setup_bytes = bytes;
+        double mu = glob[1] / glob[4], mb = glob[1] / t->n_books;
+        for (uint32_t u = 0; u < t->r->n_users; u++)
+            t->regu[u] = t->regu[u] > 0 ? (float)(to->reg * pow(mu / t->regu[u], to->reg_exp))
+                                        : to->reg;
+        for (uint32_t b = 0; b < t->n_books; b++)
+            t->regb[b] = t->regb[b] > 0 ? (float)(to->reg * pow(mb / t->regb[b], to->reg_exp))
+                                        : to->reg;
+    }
+
     /* ---- parameters: rows drawn from (seed, id), whatever the rank count ---- */
     uint32_t nu = t->r->n_users, maxsz = br_block_sz(t, 0);
     size_t blkfl = (size_t)maxsz * (t->stride + 1);
@@ -436,6 +467,7 @@ static double br_dist_train_block(br_dist *t, uint32_t k, uint32_t epoch, float 
     uint32_t stride = t->stride, sz = br_block_sz(t, k);
     float *Q = t->blk, *bb = t->blk + (size_t)sz * stride, *P = t->P, *bu = t->bu;
     float mean = t->mean, reg = t->o.train.reg, rb = t->o.train.reg_bias;
+    uint32_t R = (uint32_t)t->nranks;
     int biased = t->biased;
     const br_kernels *kt = t->k;
     double acc = 0;
@@ -457,7 +489,9 @@ static double br_dist_train_block(br_dist *t, uint32_t k, uint32_t epoch, float 
             const br_dtrip *x = &s[i];
             float *p = P + (size_t)x->user * stride, *q = Q + (size_t)x->slot * stride;
             float base = biased ? mean + bu[x->user] + bb[x->slot] : 0.0f;
-            float e = kt->sgd_mf(p, q, stride, base, x->rating, lr, reg);
+            float e = kt->sgd_mf(p, q, stride, base, x->rating, lr,
+                                 t->regu ? t->regu[x->user] : reg,
+                                 t->regb ? t->regb[br_dist_book_global(k, x->slot, R)] : reg);
             if (biased) {
                 bu[x->user] += lr * (e - rb * bu[x->user]);
                 bb[x->slot] += lr * (e - rb * bb[x->slot]);

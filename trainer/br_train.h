@@ -54,6 +54,7 @@ typedef struct br_train_opts {
     float lr;            /* initial learning rate */
     float lr_decay;      /* SGD: lr at epoch e is lr * lr_decay^e */
     float reg;           /* L2 on embeddings */
+    float reg_exp;       /* MSE+SGD: a row's L2 weight is reg x (mean count / its count)^reg_exp */
     float reg_bias;      /* L2 on biases */
     float init_std;      /* initial embeddings ~ N(0, init_std^2) */
     uint64_t seed;
