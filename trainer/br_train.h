@@ -12,9 +12,18 @@
  * updates are the lock-free (Hogwild) steps. So threads never write the same
  * embedding row at once (they scale: 1.8x at 2 threads), except for BPR's
  * sampled negative books, which come from the whole catalogue and are
- * updated Hogwild-style. Blocks are reshuffled inside and rounds reordered
- * every epoch. MSE runs are bit-for-bit reproducible for a given -j (and a
- * fixed seed); so is BPR at -j 1.
+ * updated Hogwild-style. Rounds are reordered every epoch and blocks
+ * reshuffled inside: for BPR rating by rating; for the rating loss reader by
+ * reader (the block's readers in a fresh order, each one's ratings
+ * shuffled), so a reader's row stays in cache through their ratings (the
+ * same test RMSE as a rating-by-rating shuffle, measured, in less time).
+ * MSE runs are bit-for-bit reproducible for a given -j (and a fixed seed);
+ * so is BPR at -j 1.
+ *
+ * Regularisation: L2 with weight reg on every step of a row (reg_bias for
+ * biases); with reg_exp != 0 (SGD on ratings) a row's weight is reg x
+ * (mean count / the row's count)^reg_exp, so rarely rated readers and
+ * books are held closer to zero per step (0.25 gained 0.0004-0.0006 RMSE).
  *
  * Models: DOT (p_u . q_b), BIASED (mean + b_u + b_b + p_u . q_b), and
  * BIASED with the SVD++ implicit term (Koren 2008): the user vector becomes
