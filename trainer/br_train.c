@@ -243,13 +243,8 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
         br_rng gr;
         br_rng_seed(&gr, o->seed ^ ((uint64_t)(row + 1) * 0x9e3779b97f4a7c15ULL));
         float *x = row < n_users ? t->P + row * t->stride : t->Q + (row - n_users) * t->stride;
-        for (uint32_t j = 0; j < o->dim; j += 2) {
-            double a, b;
-            br_rng_normal2(&gr, &a, &b);
-            x[j] = (float)(a * o->init_std);
-            if (j + 1 < o->dim)
-                x[j + 1] = (float)(b * o->init_std);
-        }
+        for (uint32_t j = 0; j < o->dim; j++)
+            x[j] = br_rng_bell(&gr) * o->init_std;
         for (uint32_t j = o->dim; j < t->stride; j++)
             x[j] = 0.0f;
     }

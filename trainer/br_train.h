@@ -65,7 +65,7 @@ typedef struct br_train_opts {
     float reg;           /* L2 on embeddings */
     float reg_exp;       /* MSE+SGD: a row's L2 weight is reg x (mean count / its count)^reg_exp */
     float reg_bias;      /* L2 on biases */
-    float init_std;      /* initial embeddings ~ N(0, init_std^2) */
+    float init_std;      /* initial embeddings: centred, spread init_std (br_rng_bell) */
     uint64_t seed;
     int threads;         /* Hogwild threads (>= 1) */
     uint32_t neg;        /* BPR: negatives sampled per positive; the highest scored is used */
