@@ -27,10 +27,23 @@ static float br_dot_scalar(const float *a, const float *b, size_t n)
     return br_hsum8(acc);
 }
 
+/* br_dot_scalar's sum in four chains, as the AVX2 training step takes it:
+ * chunk j of 8 into chain j mod 4, then lane by lane (0 + 1) + (2 + 3). */
+static float br_dot4_scalar(const float *a, const float *b, size_t n)
+{
+    float acc[4][8] = {{0}}, s[8];
+    for (size_t i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[(i / 8) % 4][l] = fmaf(a[i + l], b[i + l], acc[(i / 8) % 4][l]);
+    for (int l = 0; l < 8; l++)
+        s[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+    return br_hsum8(s);
+}
+
 static float br_sgd_mf_scalar(float *p, float *q, size_t n, float base, float r, float lr,
                               float reg_p, float reg_q)
 {
-    float e = r - (base + br_dot_scalar(p, q, n));
+    float e = r - (base + br_dot4_scalar(p, q, n));
     float nrp = -reg_p, nrq = -reg_q;
     for (size_t i = 0; i < n; i++) {
         float pi = p[i], qi = q[i];
