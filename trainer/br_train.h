@@ -106,6 +106,12 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
                          float mean, br_trainer **out, br_diag *diag);
 void br_trainer_free(br_trainer *t);   /* NULL ok */
 
+/* Frees the epochs' working copies of the ratings (the packed, blocked
+ * ratings and their order: about 30 bytes a rating) once training is over,
+ * before the model is written; the parameters stay. A later epoch would
+ * rebuild them, from a fresh shuffle stream. */
+void br_trainer_trim(br_trainer *t);
+
 /* Runs epoch number `epoch` (0-based). *loss receives the mean training loss
  * (squared error for MSE, -log sigmoid for BPR) measured during the pass.
  * BR_ERR_NUMERIC if the loss or a parameter became NaN or infinite. */

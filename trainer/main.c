@@ -21,6 +21,9 @@
 
 #include <errno.h>
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -530,7 +533,7 @@ int main(int argc, char **argv)
         {0, "model", BR_OPT_STR, &c.model, "KIND", "biased (default) | dot | autorec (rating model, see README)"},
         {0, "loss", BR_OPT_STR, &c.loss, "LOSS", "bpr (ranking, default) | mse (rating regression)"},
         {0, "optim", BR_OPT_STR, &c.optim, "OPT", "sgd | adam (default sgd)"},
-        {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 64 for bpr, 192 for mse, 5 for dot+mse as in the seed)"},
+        {0, "dim", BR_OPT_UINT, &c.dim, "N", "embedding dimension (default 64 for bpr, 256 for mse, 5 for dot+mse as in the seed)"},
         {0, "epochs", BR_OPT_UINT, &c.epochs, "N", "maximum epochs (default 40 for bpr, 18 for mse, 30 for dot)"},
         {0, "lr", BR_OPT_FLOAT, &c.lr, "X", "learning rate"},
         {0, "lr-decay", BR_OPT_FLOAT, &c.lr_decay, "X", "SGD: learning rate multiplier per epoch"},
@@ -919,6 +922,12 @@ int main(int argc, char **argv)
         br_say("early stop: kept epoch %u (validation %s %.4f)\n", best_epoch,
             loss == BR_LOSS_MSE ? "RMSE" : "recall", fabs(best));
     }
+    /* The epochs' working copies go before the model file's buffer is made
+     * (glibc keeps freed heap pages unless asked to hand them back). */
+    br_trainer_trim(tr);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
     br_trainer_params(tr, &prm);
     if (loss == BR_LOSS_MSE && n_test)
         br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &test_rmse, &test_mae, NULL);
