@@ -484,6 +484,51 @@ static int run_distributed(int *argc, char ***argv, const cli *c, const br_train
 #endif
 }
 
+/* The genres (book_tags.csv + tags.csv, as much parsing as the ratings)
+ * load on a thread of their own while the model trains: only the model
+ * file needs them. tags_join before books is used or freed; idempotent. */
+typedef struct tags_job {
+    br_books *books;
+    const char *bt, *tn;
+    pthread_t thread;
+    int running;
+    br_err e;
+    br_diag d;
+} tags_job;
+
+static void *tags_main(void *arg)
+{
+    tags_job *j = arg;
+    j->e = br_books_load_tags(j->books, j->bt, j->tn, &j->d);
+    return NULL;
+}
+
+static void tags_start(tags_job *j, br_books *books, const char *bt, const char *tn)
+{
+    memset(j, 0, sizeof *j);
+    if (!books || !bt[0])
+        return;
+    j->books = books;
+    j->bt = bt;
+    j->tn = tn;
+    if (pthread_create(&j->thread, NULL, tags_main, j) == 0)
+        j->running = 1;
+    else
+        tags_main(j);   /* no thread to be had: now */
+}
+
+static void tags_join(tags_job *j)
+{
+    if (j->running) {
+        pthread_join(j->thread, NULL);
+        j->running = 0;
+    }
+    if (j->e) {
+        br_say("warning: no genres: %s\n", br_diag_text(&j->d, j->e));
+        j->e = BR_OK;
+    }
+}
+
 /* br_model_save on a thread of its own (see the model file step). */
 typedef struct save_job {
     const br_model_data *md;
@@ -689,15 +734,14 @@ int main(int argc, char **argv)
         return run_distributed(&argc, &argv, &c, &to, rpath, bpath);
 
     /* The ratings and the book list are read at once, each on its own
-     * core (both are mostly gunzip and CSV parsing). */
+     * core; the genres then load beside the training (tags_job). */
     br_ratings *r = NULL;
     uint8_t *fold = NULL;
     size_t n_test_rows = 0;
     br_books *books = NULL;
-    br_diag db, dtags;
+    br_diag db;
     br_diag_clear(&db);
-    br_diag_clear(&dtags);
-    br_err eb = BR_OK, etags = BR_OK;
+    br_err eb = BR_OK;
     double t_ratings = 0;
 #pragma omp parallel sections num_threads(c.threads > 1 ? 2 : 1)
     {
@@ -707,11 +751,8 @@ int main(int argc, char **argv)
             t_ratings = br_now() - t0;
         }
 #pragma omp section
-        if (bpath[0]) {
+        if (bpath[0])
             eb = br_books_load(bpath, &books, &db);
-            if (!eb && tpath[0])
-                etags = br_books_load_tags(books, tpath, tnpath, &dtags);
-        }
     }
     if (e) {
         br_books_free(books);
@@ -727,8 +768,8 @@ int main(int argc, char **argv)
         free(fold);
         return die(eb, &db);
     }
-    if (etags)
-        br_say("warning: no genres: %s\n", br_diag_text(&dtags, etags));
+    tags_job tj;
+    tags_start(&tj, books, tpath, tnpath);
 
     /* to_read pairs: extra positives for BPR (users and books the ratings know). */
     uint32_t *xu = NULL, *xb = NULL;
@@ -747,6 +788,7 @@ int main(int argc, char **argv)
             e = br_ratings_load(trpath, &io, &tr_set, &d);
             if (e) {
                 br_ratings_free(r);
+                tags_join(&tj);
                 br_books_free(books);
                 free(fold);
                 return die(e, &d);
@@ -837,6 +879,7 @@ int main(int argc, char **argv)
         sum += r->rating[idx[i]];
     float mean = (float)(sum / (double)n_train);
     if (kind == BR_MODEL_MLP) {
+        tags_join(&tj);
         e = train_mlp(&c, r, fold, idx, n_train, n_test, early, mean, books, t0, &d);
         if (!e)
             rc = 0;
@@ -967,6 +1010,7 @@ int main(int argc, char **argv)
     md.book_ids = r->book_ids;
     md.read_ptr = r->user_ptr;
     md.read_idx = r->book;
+    tags_join(&tj);
     md.books = books;
     save_job sj = {.md = &md, .path = c.out};
     int saving = pthread_create(&sj.thread, NULL, save_main, &sj) == 0;
@@ -1044,6 +1088,7 @@ done:
     br_csr_free(&vcsr);
     free(idx);
     free(fold);
+    tags_join(&tj);
     br_books_free(books);
     br_ratings_free(r);
     return rc;
