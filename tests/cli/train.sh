@@ -185,6 +185,30 @@ check "-q and progress runs report the same test_rmse and test_mae" \
 rm -f "$tmp/run/v.model" "$tmp/run/v.json"
 check "no temporary files left beside the outputs" no_temp_files "$tmp/run"
 
+# ---- genres: book_tags.csv load beside the training, into the model file --------
+
+# Book ids 1 and 2 of the tiny file get titles and a tag each ("fantasy",
+# "romance"): both genre names must reach the model's string table. A broken
+# book_tags.csv costs the genres only: a warning, and the model is written.
+mkdir -p "$tmp/g"
+printf 'book_id,goodreads_book_id,title,authors\n1,100,Dune,Frank Herbert\n2,200,Emma,Jane Austen\n' >"$tmp/g/books.csv"
+printf 'goodreads_book_id,tag_id,count\n100,1,5\n200,2,3\n' >"$tmp/g/book_tags.csv"
+printf 'tag_id,tag_name\n1,fantasy\n2,romance\n' >"$tmp/g/tags.csv"
+run --ratings "$ratings" --books "$tmp/g/books.csv" --tags "$tmp/g/book_tags.csv" --loss mse \
+    -q -j 2 --epochs 2 --dim 8 -o "$tmp/g/m.model"
+check "with books and tags: exits 0" [ "$rc" -eq 0 ]
+check "with books and tags: the genres are in the model file" \
+    eval 'grep -q fantasy "$tmp/g/m.model" && grep -q romance "$tmp/g/m.model"'
+check "with books and tags: the titles are in the model file" grep -q Dune "$tmp/g/m.model"
+printf 'goodreads_book_id,tag_id,count\n100,99,5\n' >"$tmp/g/bad_tags.csv"
+run --ratings "$ratings" --books "$tmp/g/books.csv" --tags "$tmp/g/bad_tags.csv" --loss mse \
+    -j 2 --epochs 2 --dim 8 -o "$tmp/g/b.model"
+check "a broken book_tags.csv: still exits 0" [ "$rc" -eq 0 ]
+check "a broken book_tags.csv: a warning that names the file and line" \
+    eval 'has "$tmp/err" "warning: no genres" && has_fixed "$tmp/err" "bad_tags.csv:2"'
+check "a broken book_tags.csv: the model is written, without genres" \
+    eval '[ -s "$tmp/g/b.model" ] && ! grep -q fantasy "$tmp/g/b.model"'
+
 # ---- a failing run leaves the existing model alone -------------------------------
 
 cp "$model" "$tmp/keep.model"
