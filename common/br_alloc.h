@@ -9,10 +9,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#define BR_HUGE ((size_t)2 << 20)
-#define BR_HUGE_MIN ((size_t)4 << 20)
 
 /* bytes rounded up to 64 (at least 64), zeroed; NULL when out of memory or
  * when the size overflows. */
@@ -25,13 +21,6 @@ static inline void *br_alloc64_raw(size_t bytes)
     bytes = (bytes + 63) & ~(size_t)63;
     if (bytes == 0)
         bytes = 64;
-    if (bytes >= BR_HUGE_MIN && !getenv("BR_X_NOHUGE")) {
-        size_t h = (bytes + BR_HUGE - 1) & ~(size_t)(BR_HUGE - 1);
-        void *p = aligned_alloc(BR_HUGE, h);
-        if (p)
-            madvise(p, h, MADV_HUGEPAGE);
-        return p;
-    }
     return aligned_alloc(64, bytes);
 }
 

@@ -53,8 +53,9 @@ typedef struct br_kernels {
 
     /* One SGD step of matrix factorisation on rating r, prediction base + p.q:
      *   e = r - (base + p.q);  p += lr (e q - reg_p p);  q += lr (e p_old - reg_q q),
-     * p.q summed in four chains of 8-float chunks (chunk j into chain j mod 4,
-     * then (0 + 1) + (2 + 3) lane by lane, then the lanes as `dot` does).
+     * p.q summed as `dot` does for n <= 32, else in four chains of 8-float
+     * chunks (chunk j into chain j mod 4, then (0 + 1) + (2 + 3) lane by
+     * lane, then the lanes as `dot` does).
      * (Each row has its own L2 weight: the trainer scales it by the row's
      * rating count.) Returns e. Hogwild. */
     float (*sgd_mf)(float *p, float *q, size_t n, float base, float r, float lr, float reg_p,

@@ -31,6 +31,8 @@ static float br_dot_scalar(const float *a, const float *b, size_t n)
  * chunk j of 8 into chain j mod 4, then lane by lane (0 + 1) + (2 + 3). */
 static float br_dot4_scalar(const float *a, const float *b, size_t n)
 {
+    if (n <= 32)
+        return br_dot_scalar(a, b, n);
     float acc[4][8] = {{0}}, s[8];
     for (size_t i = 0; i < n; i += 8)
         for (int l = 0; l < 8; l++)

@@ -470,6 +470,18 @@ static void br_shuffle_triplets(br_rng *g, br_triplet *s, size_t n)
     }
 }
 
+/* n ratings from src into dst in a uniformly random order (the
+ * "inside-out" Fisher-Yates: each one placed while copying). */
+static void br_copy_shuffled(br_rng *g, br_triplet *dst, const br_triplet *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j = br_rng_below(g, (uint32_t)(i + 1));
+        if (j != i)
+            dst[i] = dst[j];
+        dst[j] = src[i];
+    }
+}
+
 /* Block k's readers as runs (data[] in a block keeps the ratings' order,
  * which goes reader by reader). A reader whose ratings are not adjacent
  * simply makes several runs. */
@@ -784,36 +796,6 @@ static double br_step_mse(br_trainer *t, const br_triplet *x, float lr, const br
     return (double)err * err;
 }
 
-/* Trains the rating loss on one block's readers, run by run, and returns the
- * summed squared error. A cursor BR_PREFETCH_AHEAD ratings ahead (across
- * runs) fetches the rows to come; a reader's own row stays in cache through
- * their run, so per rating only the book row is a far access. */
-static double br_run_runs(br_trainer *t, const struct br_run *rs, size_t nr, float lr,
-                          const br_adam *a)
-{
-    double acc = 0;
-    size_t fr = 0, fi = 0;   /* the prefetch cursor: run fr, rating fi */
-    for (int s = 0; s < BR_PREFETCH_AHEAD && fr < nr; s++) {
-        const br_triplet *y = &t->data[rs[fr].lo + fi];
-        br_prefetch_rows(t, y->user, y->book);
-        if (++fi == rs[fr].n)
-            fr++, fi = 0;
-    }
-    for (size_t q = 0; q < nr; q++) {
-        const br_triplet *x = t->data + rs[q].lo;
-        for (uint32_t i = 0; i < rs[q].n; i++) {
-            if (fr < nr) {
-                const br_triplet *y = &t->data[rs[fr].lo + fi];
-                br_prefetch_rows(t, y->user, y->book);
-                if (++fi == rs[fr].n)
-                    fr++, fi = 0;
-            }
-            acc += br_step_mse(t, x + i, lr, a);
-        }
-    }
-    return acc;
-}
-
 /* Trains on data[lo..hi), one block, and returns the summed loss. BPR
  * negatives are drawn from the whole catalogue (drawn from the block's own
  * books, a positive would never be ranked against other groups' books:
@@ -916,20 +898,35 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                 br_rng sg;
                 br_rng_seed(&sg, t->o.seed ^ 0x73687566ULL ^ ((uint64_t)epoch << 40) ^
                                      (uint64_t)(k + 1) * 0xbf58476d1ce4e5b9ULL);
-                if (t->runs) {   /* readers in a fresh order, each one's ratings shuffled */
+                if (t->runs) {
+                    /* Readers in a fresh order, each one's ratings shuffled,
+                     * written out in that order into tmp (the block is then
+                     * one flat pass, with no branch at each reader's end). */
                     struct br_run *rs = t->runs + t->run_ptr[k];
                     size_t nr = t->run_ptr[k + 1] - t->run_ptr[k];
-                    for (size_t q = 0; q < nr; q++)
-                        br_shuffle_triplets(&sg, t->data + rs[q].lo, rs[q].n);
                     for (size_t i = nr; i > 1; i--) {
                         size_t j = br_rng_below(&sg, (uint32_t)i);
                         struct br_run x = rs[i - 1];
                         rs[i - 1] = rs[j];
                         rs[j] = x;
                     }
+                    uint64_t at = t->blk_ptr[k];
+                    for (size_t q = 0; q < nr; q++) {
+                        br_copy_shuffled(&sg, t->tmp + at, t->data + rs[q].lo, rs[q].n);
+                        rs[q].lo = (uint32_t)at;
+                        at += rs[q].n;
+                    }
                 } else {
                     br_shuffle_triplets(&sg, t->data + t->blk_ptr[k],
                                         t->blk_ptr[k + 1] - t->blk_ptr[k]);
+                }
+            }
+            if (t->runs) {
+#pragma omp single
+                {
+                    br_triplet *x = t->data;
+                    t->data = t->tmp;
+                    t->tmp = x;
                 }
             }
             for (uint32_t r = 0; r < B; r++) {
@@ -940,10 +937,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                     br_rng bg;   /* per block, so any thread count draws the same */
                     br_rng_seed(&bg, t->o.seed ^ ((uint64_t)epoch << 32) ^
                                          (uint64_t)(blk + 1) * 0x9e3779b97f4a7c15ULL);
-                    acc += t->runs ? br_run_runs(t, t->runs + t->run_ptr[blk],
-                                                 t->run_ptr[blk + 1] - t->run_ptr[blk], lr, &a)
-                                   : br_run_block(t, d, t->blk_ptr[blk], t->blk_ptr[blk + 1],
-                                                  lr, &a, &bg);
+                    acc += br_run_block(t, d, t->blk_ptr[blk], t->blk_ptr[blk + 1], lr, &a, &bg);
                 }
             }
         }
