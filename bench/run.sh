@@ -143,7 +143,7 @@ printf '| program and run | wall s | peak RSS MB |\n|---|---:|---:|\n' >"$tmp/rs
 
     say "viz"
     section "PCA and t-SNE of the book vectors (bench-viz)"
-    echo "The default (BPR, 64 dims) model's books, then the MSE model's (128 dims):"
+    echo "The default (BPR, 64 dims) model's books, then the MSE model's (256 dims):"
     echo "its weakly structured vectors make t-SNE slower."
     echo
     "$b/bench-viz" -m "$tmp/bpr.model" -j 2 2>&1 | code

@@ -69,7 +69,7 @@ for books in $catalogues; do
         echo "scale: training on $size ratings x $books books" >&2
         model=$dir/m.model
         "$b/peakrss" -o "$dir/rss" "$b/bookrec-train" --ratings "$csv" --holdout 0 --loss mse \
-            --dim 32 --reg 0.06 --lr 0.02 --epochs "$epochs" -j 2 -o "$model" --metrics "$dir/m.json" >"$log" 2>&1 || {
+            --dim 32 --reg 0.06 --reg-exp 0 --lr 0.02 --epochs "$epochs" -j 2 -o "$model" --metrics "$dir/m.json" >"$log" 2>&1 || {
             cat "$log" >&2
             exit 1
         }
