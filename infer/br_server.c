@@ -14,6 +14,11 @@
  * failing any. Scores come from br_rec with a per-thread scratch kept under
  * a pthread key (freed by the key's destructor when a worker exits).
  *
+ * The hot answers (top-k lists, /healthz) are written straight into one
+ * buffer from text rendered at model load and numbers formatted without
+ * printf (br_server_fmt.h); errors, /v1/books and /metrics, rarer, still
+ * go through jansson or stdio.
+ *
  * Metrics are plain C11 atomics: request counts by route, method and
  * status, and one latency histogram per route; /metrics renders them in the
  * Prometheus text format.
@@ -39,6 +44,7 @@
 
 #include "br_opt.h"
 #include "br_recommend.h"
+#include "br_server_fmt.h"
 #include "br_server_model.h"
 
 /* ---- metrics ------------------------------------------------------------------ */
@@ -290,19 +296,6 @@ static unsigned br_srv_status_of(br_err e)
     }
 }
 
-static void br_srv_iso_time(double unix_s, char *out, size_t n)
-{
-    time_t t = (time_t)unix_s;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static const char *br_srv_kind_name(uint32_t k)
-{
-    return k == BR_MODEL_DOT ? "dot" : k == BR_MODEL_BIASED ? "biased" : k == BR_MODEL_MLP ? "mlp" : "unknown";
-}
-
 /* A reference to the current model for this request. */
 static br_srv_model *br_srv_acquire(br_srv_ctx *cx)
 {
@@ -317,79 +310,90 @@ static json_t *br_srv_str(const char *s)
     return j ? j : json_string("");
 }
 
-/* A growable text buffer for answers. */
-typedef struct br_srv_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} br_srv_buf;
-
-static void br_srv_put(br_srv_buf *b, const char *s, size_t n)
+/* Appends n bytes of s at p; returns the new end. */
+static char *br_srv_cat(char *p, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 2048;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    memcpy(p, s, n);
+    return p + n;
 }
+#define BR_SRV_CAT_LIT(p, lit) br_srv_cat((p), (lit), sizeof(lit) - 1)
 
-static void br_srv_putf(br_srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void br_srv_putf(br_srv_buf *b, const char *fmt, ...)
+/* The query members of a top-k answer: "<name>":<id>,"k":<k>, then
+ * ,"include_read":true|false when incl >= 0. out has room for 96 bytes. */
+static void br_srv_query_members(char *out, const char *name, uint64_t id, size_t k, int incl)
 {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        b->oom = 1;   /* never happens: only numbers and fixed words go through here */
-    else
-        br_srv_put(b, tmp, (size_t)n);
+    char *p = out;
+    *p++ = '"';
+    p = br_srv_cat(p, name, strlen(name));
+    p = BR_SRV_CAT_LIT(p, "\":");
+    p += br_fmt_uint(p, id);
+    p = BR_SRV_CAT_LIT(p, ",\"k\":");
+    p += br_fmt_uint(p, k);
+    if (incl > 0)
+        p = BR_SRV_CAT_LIT(p, ",\"include_read\":true");
+    else if (incl == 0)
+        p = BR_SRV_CAT_LIT(p, ",\"include_read\":false");
+    *p = '\0';
 }
 
 /* The answer of a top-k query: {<query members>,"model":{...},"score":"...",
  * "results":[{"rank":1,"book_id":..,"title":..,"authors":..,"year":..,"score":..}]}.
  * Written directly from the book members the model rendered at load (the
- * hot path: no JSON tree per answer); query is the query's members, made by
- * the caller from numbers only. */
+ * hot path: no JSON tree, no printf, one allocation of the exact bound per
+ * answer); query is the query's members, made by the caller from numbers
+ * only. */
 static int br_srv_send_items(br_srv_ctx *cx,
                                          const br_srv_model *sm, const char *query,
                                          const char *score_kind, const br_rec_item *it,
                                          size_t n)
 {
-    br_srv_buf b = {0};
-    br_srv_putf(&b, "{%s,\"model\":{\"generation\":%llu,\"fingerprint\":\"%s\"},"
-                    "\"score\":\"%s\",\"results\":[",
-                query, (unsigned long long)br_srv_model_generation(sm),
-                br_srv_model_fingerprint(sm), score_kind);
+    const char *fp = br_srv_model_fingerprint(sm);
+    size_t ql = strlen(query), kl = strlen(score_kind), fl = strlen(fp);
+    /* the fixed text is 69 bytes with the NUL, the generation at most 20;
+     * a result adds its book's members, 20 bytes, the rank and the score */
+    size_t cap = ql + kl + fl + 96;
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *bj = br_srv_model_book_json(sm, it[i].book, &len);
-        br_srv_putf(&b, "%s{\"rank\":%zu,", i ? "," : "", i + 1);
-        br_srv_put(&b, bj, len);
-        if (isfinite(it[i].score))
-            br_srv_putf(&b, ",\"score\":%.7g}", (double)it[i].score);
-        else
-            br_srv_put(&b, ",\"score\":null}", 14);
+        /* the results' books are scattered over the rendered text, seldom
+         * in cache: start every line on its way before the copies below */
+        for (size_t o = 0; o < len; o += 64)
+            __builtin_prefetch(bj + o);
+        cap += len + 24 + 2 * BR_FMT_MAX;
     }
-    br_srv_put(&b, "]}\n", 3);
-    if (b.oom) {
-        free(b.p);
+    char *b = malloc(cap);
+    if (!b)
         return br_srv_error(cx, 500, NULL, "out of memory");
+    char *p = b;
+    *p++ = '{';
+    p = br_srv_cat(p, query, ql);
+    p = BR_SRV_CAT_LIT(p, ",\"model\":{\"generation\":");
+    p += br_fmt_uint(p, br_srv_model_generation(sm));
+    p = BR_SRV_CAT_LIT(p, ",\"fingerprint\":\"");
+    p = br_srv_cat(p, fp, fl);
+    p = BR_SRV_CAT_LIT(p, "\"},\"score\":\"");
+    p = br_srv_cat(p, score_kind, kl);
+    p = BR_SRV_CAT_LIT(p, "\",\"results\":[");
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *bj = br_srv_model_book_json(sm, it[i].book, &len);
+        if (i)
+            *p++ = ',';
+        p = BR_SRV_CAT_LIT(p, "{\"rank\":");
+        p += br_fmt_uint(p, i + 1);
+        *p++ = ',';
+        p = br_srv_cat(p, bj, len);
+        if (isfinite(it[i].score)) {
+            p = BR_SRV_CAT_LIT(p, ",\"score\":");
+            p += br_fmt_g7(p, it[i].score);
+            *p++ = '}';
+        } else {
+            p = BR_SRV_CAT_LIT(p, ",\"score\":null}");
+        }
     }
-    return br_srv_send(cx, 200, b.p, b.len, "application/json", NULL);
+    p = BR_SRV_CAT_LIT(p, "]}\n");
+    *p = '\0';
+    return br_srv_send(cx, 200, b, (size_t)(p - b), "application/json", NULL);
 }
 
 static const char *br_srv_score_kind(const br_srv_model *sm)
@@ -501,8 +505,7 @@ static int br_srv_get_recommend(br_srv_ctx *cx)
             res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[96];
-            snprintf(q, sizeof q, "\"user_id\":%u,\"k\":%zu,\"include_read\":%s", user, k,
-                     incl ? "true" : "false");
+            br_srv_query_members(q, "user_id", user, k, incl);
             res = br_srv_send_items(cx, sm, q, br_srv_score_kind(sm), t->items, n);
         }
     }
@@ -594,8 +597,7 @@ static int br_srv_post_recommend(br_srv_ctx *cx)
             res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[96];
-            snprintf(q, sizeof q, "\"read_count\":%zu,\"k\":%zu,\"include_read\":%s", n, k,
-                     json_is_true(ji) ? "true" : "false");
+            br_srv_query_members(q, "read_count", n, k, json_is_true(ji));
             res = br_srv_send_items(cx, sm, q, br_srv_score_kind(sm), t->items, got);
         }
     }
@@ -626,8 +628,8 @@ static int br_srv_get_similar(br_srv_ctx *cx)
         if (e) {
             res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
-            char q[64];
-            snprintf(q, sizeof q, "\"book_id\":%u,\"k\":%zu", book, k);
+            char q[96];
+            br_srv_query_members(q, "book_id", book, k, -1);
             res = br_srv_send_items(cx, sm, q, "cosine", t->items, n);
         }
     }
@@ -671,37 +673,30 @@ static int br_srv_get_book(br_srv_ctx *cx,
     return res;
 }
 
+/* {"status":"ok",<the model's status members>,"in_flight":N,"uptime_seconds":R}:
+ * all but the last two members were rendered when the model was loaded. */
 static int br_srv_get_healthz(br_srv_ctx *cx)
 {
     br_srv *s = cx->srv;
     br_srv_model *sm = br_srv_acquire(cx);
-    const br_model *m = br_srv_model_model(sm);
-    const br_model_meta *mt = br_model_get_meta(m);
-    char created[32], loaded[32], fp[24];
-    br_srv_iso_time((double)mt->created_unix, created, sizeof created);
-    br_srv_iso_time(br_srv_model_loaded_unix(sm), loaded, sizeof loaded);
-    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)br_model_checksum(m));
-    json_t *o = json_object(), *mo = json_object();
-    json_object_set_new(o, "status", json_string("ok"));
-    json_object_set_new(mo, "path", br_srv_str(br_srv_model_path(sm)));
-    json_object_set_new(mo, "generation", json_integer((json_int_t)br_srv_model_generation(sm)));
-    json_object_set_new(mo, "fingerprint", json_string(fp));
-    json_object_set_new(mo, "format_version", json_integer(BR_MODEL_VERSION));
-    json_object_set_new(mo, "kind", json_string(br_srv_kind_name(mt->kind)));
-    json_object_set_new(mo, "loss", json_string(mt->loss == BR_LOSS_BPR ? "bpr" : "mse"));
-    json_object_set_new(mo, "dim", json_integer(mt->dim));
-    json_object_set_new(mo, "users", json_integer(mt->n_users));
-    json_object_set_new(mo, "books", json_integer(mt->n_books));
-    json_object_set_new(mo, "created", json_string(created));
-    json_object_set_new(mo, "loaded", json_string(loaded));
-    json_object_set_new(mo, "load_seconds", json_real(br_srv_model_load_seconds(sm)));
-    json_object_set_new(o, "model", mo);
-    json_object_set_new(o, "kernel", json_string(br_rec_kernel_name(br_srv_model_rec(sm))));
-    json_object_set_new(o, "in_flight", json_integer(atomic_load(&s->in_flight)));
-    json_object_set_new(o, "uptime_seconds",
-                        json_real((double)br_srv_mono_ns() * 1e-9 - s->started_mono));
+    size_t len;
+    const char *members = br_srv_model_status_json(sm, &len);
+    char *b = malloc(len + 64 + 2 * BR_FMT_MAX);
+    if (b) {
+        char *p = BR_SRV_CAT_LIT(b, "{\"status\":\"ok\",");
+        p = br_srv_cat(p, members, len);
+        p = BR_SRV_CAT_LIT(p, ",\"in_flight\":");
+        p += br_fmt_uint(p, atomic_load(&s->in_flight));
+        p = BR_SRV_CAT_LIT(p, ",\"uptime_seconds\":");
+        p += br_fmt_json_real7(p, (double)br_srv_mono_ns() * 1e-9 - s->started_mono);
+        p = BR_SRV_CAT_LIT(p, "}\n");
+        *p = '\0';
+        len = (size_t)(p - b);
+    }
     br_srv_model_unref(sm);
-    return br_srv_send_json(cx, 200, o, NULL);
+    if (!b)
+        return br_srv_error(cx, 500, NULL, "out of memory");
+    return br_srv_send(cx, 200, b, len, "application/json", NULL);
 }
 
 /* Prometheus text exposition of the counters. */
@@ -761,7 +756,7 @@ static int br_srv_get_metrics(br_srv_ctx *cx)
             "bookrec_model_info{fingerprint=\"%016llx\",generation=\"%llu\",kind=\"%s\","
             "loss=\"%s\",dim=\"%u\",format_version=\"%d\"} 1\n",
             (unsigned long long)br_model_checksum(m),
-            (unsigned long long)br_srv_model_generation(sm), br_srv_kind_name(mt->kind),
+            (unsigned long long)br_srv_model_generation(sm), br_srv_model_kind_name(mt->kind),
             mt->loss == BR_LOSS_BPR ? "bpr" : "mse", mt->dim, BR_MODEL_VERSION);
     fprintf(f,
             "# HELP bookrec_model_generation Loads of the model file (1 + successful reloads).\n"

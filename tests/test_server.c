@@ -495,6 +495,143 @@ static void test_config_errors(void **state)
     br_srv_free(NULL);
 }
 
+/* The former rendering of a top-k answer (snprintf, "%.7g" scores), the
+ * reference for the printf-free writer. */
+static char *ref_items(const br_srv_model *m, const char *query, const char *kind,
+                       const br_rec_item *it, size_t n)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&buf, &len);
+    assert_non_null(o);
+    fprintf(o, "{%s,\"model\":{\"generation\":%llu,\"fingerprint\":\"%s\"},\"score\":\"%s\","
+               "\"results\":[", query, (unsigned long long)br_srv_model_generation(m),
+            br_srv_model_fingerprint(m), kind);
+    for (size_t i = 0; i < n; i++) {
+        size_t bl;
+        const char *bj = br_srv_model_book_json(m, it[i].book, &bl);
+        fprintf(o, "%s{\"rank\":%zu,", i ? "," : "", i + 1);
+        fwrite(bj, 1, bl, o);
+        if (isfinite(it[i].score))
+            fprintf(o, ",\"score\":%.7g}", (double)it[i].score);
+        else
+            fputs(",\"score\":null}", o);
+    }
+    fputs("]}\n", o);
+    assert_int_equal(fclose(o), 0);
+    return buf;
+}
+
+static br_srv_reply answer(br_srv *s, const char *path, const char *k1, const char *v1,
+                           const char *k2, const char *v2, const char *k3, const char *v3)
+{
+    br_srv_arg args[3] = {{k1, v1, k1 ? strlen(k1) : 0, v1 ? strlen(v1) : 0},
+                          {k2, v2, k2 ? strlen(k2) : 0, v2 ? strlen(v2) : 0},
+                          {k3, v3, k3 ? strlen(k3) : 0, v3 ? strlen(v3) : 0}};
+    size_t n = k3 ? 3 : k2 ? 2 : k1 ? 1 : 0;
+    br_srv_query q = {"GET", path, args, n, NULL, 0};
+    br_srv_reply r;
+    assert_int_equal(br_srv_answer(s, &q, &r), BR_OK);
+    assert_int_equal(r.status, 200);
+    return r;
+}
+
+/* Top-k answers and /healthz byte for byte as the server wrote them when it
+ * rendered them with printf and jansson per request. */
+static void test_answer_text(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.max_k = 100;
+    br_srv *s = NULL;
+    br_diag d;
+    assert_int_equal(br_srv_create(&cfg, f->live, &s, &d), BR_OK);
+    br_srv_model *m = NULL;
+    assert_int_equal(br_srv_model_open(f->live, 1, &m, &d), BR_OK);
+    const br_rec *rec = br_srv_model_rec(m);
+    const br_model *model = br_srv_model_model(m);
+    br_rec_scratch *sc = NULL;
+    assert_int_equal(br_rec_scratch_create(rec, &sc, &d), BR_OK);
+    br_rec_item it[100];
+    size_t n = 0;
+    static const struct { uint32_t user; size_t k; int incl; } cases[] = {
+        {1, 40, 0}, {7, 5, 1}, {30, 100, 1}, {12, 1, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char user[16], k[16], q[128];
+        snprintf(user, sizeof user, "%u", cases[c].user);
+        snprintf(k, sizeof k, "%zu", cases[c].k);
+        br_srv_reply r = answer(s, "/v1/recommend", "user", user, "k", k, "include_read",
+                                cases[c].incl ? "true" : "0");
+        int64_t u = br_model_find_user(model, cases[c].user);
+        assert_true(u >= 0);
+        assert_int_equal(br_rec_user_index(rec, sc, (uint32_t)u, cases[c].k,
+                                           cases[c].incl ? BR_REC_INCLUDE_READ : 0, it, &n, &d),
+                         BR_OK);
+        snprintf(q, sizeof q, "\"user_id\":%u,\"k\":%zu,\"include_read\":%s", cases[c].user,
+                 cases[c].k, cases[c].incl ? "true" : "false");
+        char *want = ref_items(m, q, "predicted rating", it, n);
+        assert_string_equal(r.body, want);
+        assert_int_equal(r.len, strlen(want));
+        free(want);
+        br_srv_reply_free(&r);
+    }
+    br_srv_reply r = answer(s, "/v1/similar", "book", "5", "k", "39", NULL, NULL);
+    assert_int_equal(br_rec_similar(rec, sc, 5, 39, it, &n, &d), BR_OK);
+    char *want = ref_items(m, "\"book_id\":5,\"k\":39", "cosine", it, n);
+    assert_string_equal(r.body, want);
+    free(want);
+    br_srv_reply_free(&r);
+
+    /* /healthz: the answer's values in the former tree, dumped by jansson
+     * (the reals made reals again, so "3" for 3.0 would differ) */
+    r = answer(s, "/healthz", NULL, NULL, NULL, NULL, NULL, NULL);
+    json_error_t je;
+    json_t *got = json_loadb(r.body, r.len, 0, &je);
+    assert_non_null(got);
+    json_t *gm = json_object_get(got, "model");
+    assert_string_equal(json_string_value(json_object_get(gm, "path")), f->live);
+    assert_string_equal(json_string_value(json_object_get(gm, "kind")), "biased");
+    assert_string_equal(json_string_value(json_object_get(gm, "loss")), "mse");
+    assert_string_equal(json_string_value(json_object_get(gm, "fingerprint")),
+                        br_srv_model_fingerprint(m));
+    assert_int_equal(json_integer_value(json_object_get(gm, "dim")), 8);
+    assert_int_equal(json_integer_value(json_object_get(gm, "users")), 30);
+    assert_int_equal(json_integer_value(json_object_get(gm, "books")), 40);
+    assert_int_equal(json_integer_value(json_object_get(gm, "generation")), 1);
+    assert_int_equal(json_integer_value(json_object_get(gm, "format_version")), BR_MODEL_VERSION);
+    assert_string_equal(json_string_value(json_object_get(got, "kernel")),
+                        br_rec_kernel_name(rec));
+    json_t *o = json_object(), *mo = json_object();
+    json_object_set_new(o, "status", json_string("ok"));
+    static const char *const members[] = {"path", "generation", "fingerprint", "format_version",
+                                          "kind", "loss", "dim", "users", "books", "created",
+                                          "loaded"};
+    for (size_t i = 0; i < sizeof members / sizeof *members; i++)
+        json_object_set(mo, members[i], json_object_get(gm, members[i]));
+    json_object_set_new(mo, "load_seconds",
+                        json_real(json_number_value(json_object_get(gm, "load_seconds"))));
+    json_object_set_new(o, "model", mo);
+    json_object_set(o, "kernel", json_object_get(got, "kernel"));
+    json_object_set(o, "in_flight", json_object_get(got, "in_flight"));
+    json_object_set_new(o, "uptime_seconds",
+                        json_real(json_number_value(json_object_get(got, "uptime_seconds"))));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    assert_non_null(text);
+    assert_int_equal(r.len, strlen(text) + 1);
+    assert_memory_equal(r.body, text, strlen(text));
+    assert_int_equal(r.body[r.len - 1], '\n');
+    free(text);
+    json_decref(o);
+    json_decref(got);
+    br_srv_reply_free(&r);
+
+    br_rec_scratch_free(sc);
+    br_srv_model_unref(m);
+    br_srv_free(s);
+}
+
 /* The committed fuzz corpora of the server (tests/fuzz/corpus/fuzz_server_*,
  * crashes found by fuzzing included) through the same request decoding and
  * invariants as the fuzz targets: in every build, so no clang is needed. */
@@ -544,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_routes_and_errors),
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_answer_text),
         cmocka_unit_test(test_fuzz_corpus_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
