@@ -1,8 +1,9 @@
 /*
  * br_server.c - the HTTP inference server (see br_server.h, docs/HTTP.md).
  *
- * One libmicrohttpd daemon with an internal pool of worker threads, each
- * running its own epoll loop. A request's life: the URI log callback (the
+ * One libmicrohttpd daemon per worker, each with one thread running its own
+ * epoll loop, fed by an acceptor thread of ours (see "accepting
+ * connections" below for why). A request's life: the URI log callback (the
  * first thing libmicrohttpd calls for a request) allocates its br_srv_req,
  * notes the start time and counts it in flight; the access handler routes
  * it, answers GET routes on its first call and gathers a POST body over
@@ -36,6 +37,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -84,8 +87,14 @@ struct br_srv {
     char *model_path;
     br_srv_model_cell *cell;
     uint64_t generation;            /* of the last successful load */
-    struct MHD_Daemon *daemon;
-    MHD_socket listen_fd;           /* after quiesce: closed after MHD_stop_daemon */
+    struct br_srv_worker *workers;  /* cfg.threads of them once started, else NULL */
+    int listen_fd;                  /* the server's own (see br_srv_accept_main), or -1 */
+    int wake_fd;                    /* eventfd: wakes the acceptor (stop, or room again) */
+    pthread_t acceptor;
+    int acceptor_ok;
+    atomic_int acceptor_stop;
+    atomic_int at_limit;            /* the acceptor waits for a connection to close */
+    unsigned conn_limit;            /* open connections at once */
     struct sockaddr_storage addr;
     unsigned port;
     atomic_uint in_flight;
@@ -1242,7 +1251,8 @@ br_err br_srv_create(const br_srv_config *c, const char *model_path, br_srv **ou
     if (!s)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     s->cfg = *c;
-    s->listen_fd = MHD_INVALID_SOCKET;
+    s->listen_fd = -1;
+    s->wake_fd = -1;
     s->host = strdup(c->host);
     s->model_path = strdup(model_path);
     if (!s->host || !s->model_path) {
@@ -1303,9 +1313,163 @@ static unsigned br_srv_fit_connections(br_srv *s)
     return (unsigned)room;
 }
 
+/* ---- accepting connections -------------------------------------------------------
+ * libmicrohttpd's own accept, with a pool of workers, lets whichever worker
+ * wakes first take up to ten connections in a row: 32 connections opened at
+ * once by wrk ended up 32/0, 25/7 or 16/16 between two workers, at random,
+ * and a request waits behind the others of its worker (the latency, and
+ * its tail, are that worker's queue; with 32/0 one core served everything).
+ * So the server listens and accepts itself, on one thread, and hands each
+ * connection (MHD_add_connection) to the worker, one libmicrohttpd daemon
+ * with one thread each, that has the fewest open connections.
+ *
+ * The connection limit stays what it was: at the limit the acceptor stops
+ * taking connections, which wait in the listen backlog until one closes
+ * (each daemon's own limit is out of reach, so libmicrohttpd never refuses
+ * one). A worker's open connections are those handed to it less those it
+ * reported closed; one it failed to start (out of memory, in its thread)
+ * is never reported, so after a second at the limit without a hand-over
+ * only those it reported started count. */
+
+typedef struct br_srv_worker {
+    br_srv *srv;
+    struct MHD_Daemon *daemon;
+    unsigned long handed;             /* the acceptor's own count */
+    atomic_ulong started, closed;     /* libmicrohttpd's notifications */
+} br_srv_worker;
+
+static void br_srv_conn_notify(void *cls, struct MHD_Connection *con, void **socket_ctx,
+                               enum MHD_ConnectionNotificationCode toe)
+{
+    br_srv_worker *w = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&w->started, 1);
+        return;
+    }
+    atomic_fetch_add(&w->closed, 1);
+    if (atomic_load(&w->srv->at_limit)) {   /* the acceptor waits for this */
+        uint64_t one = 1;
+        (void)!write(w->srv->wake_fd, &one, sizeof one);
+    }
+}
+
+static void br_srv_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The worker with the fewest open connections, and the total open. */
+static br_srv_worker *br_srv_least_busy(br_srv *s, unsigned long *total)
+{
+    br_srv_worker *best = NULL;
+    unsigned long best_n = 0;
+    *total = 0;
+    for (unsigned i = 0; i < s->cfg.threads; i++) {
+        br_srv_worker *w = &s->workers[i];
+        unsigned long n = w->handed - atomic_load(&w->closed);
+        *total += n;
+        if (!best || n < best_n) {
+            best = w;
+            best_n = n;
+        }
+    }
+    return best;
+}
+
+static void *br_srv_accept_main(void *p)
+{
+    br_srv *s = p;
+    while (!atomic_load(&s->acceptor_stop)) {
+        unsigned long total;
+        br_srv_least_busy(s, &total);
+        int room = total < s->conn_limit;
+        if (!room) {
+            /* announce the wait, then look again: a close in between
+             * either is seen here or writes to wake_fd */
+            atomic_store(&s->at_limit, 1);
+            br_srv_least_busy(s, &total);
+            room = total < s->conn_limit;
+        }
+        struct pollfd pf[2] = {{s->listen_fd, room ? POLLIN : 0, 0}, {s->wake_fd, POLLIN, 0}};
+        int r = poll(pf, 2, room ? -1 : 1000);
+        atomic_store(&s->at_limit, 0);
+        if (r < 0) {
+            if (errno != EINTR)
+                br_srv_nap_ms(10);
+            continue;
+        }
+        if (pf[1].revents & POLLIN) {
+            uint64_t v;
+            (void)!read(s->wake_fd, &v, sizeof v);
+        }
+        if (r == 0) {
+            /* a second at the limit with nothing handed over: what was
+             * handed and never started has failed, and will never close */
+            for (unsigned i = 0; i < s->cfg.threads; i++) {
+                unsigned long started = atomic_load(&s->workers[i].started);
+                if (s->workers[i].handed > started)
+                    s->workers[i].handed = started;
+            }
+            continue;
+        }
+        if (!(pf[0].revents & POLLIN))
+            continue;
+        /* what the backlog holds, while there is room */
+        for (;;) {
+            br_srv_worker *w = br_srv_least_busy(s, &total);
+            if (total >= s->conn_limit)
+                break;
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &sl,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    br_srv_nap_ms(10);   /* out of descriptors or memory: the
+                                          * connection waits in the backlog */
+                break;
+            }
+            /* it closes fd when it cannot take it */
+            if (MHD_add_connection(w->daemon, fd, (struct sockaddr *)&ss, sl) == MHD_YES)
+                w->handed++;
+        }
+    }
+    return NULL;
+}
+
+/* The listening socket on s->addr, as libmicrohttpd would make it
+ * (SO_REUSEADDR; IPv6 only for an IPv6 address; a backlog of 1,024), its
+ * port in s->port. -1 and errno on failure. */
+static int br_srv_listen(br_srv *s, int v6)
+{
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (v6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    socklen_t al = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    if (bind(fd, (struct sockaddr *)&s->addr, al) != 0 || listen(fd, 1024) != 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &bl) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    s->port = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                       : ((struct sockaddr_in *)&bound)->sin_port);
+    return fd;
+}
+
 br_err br_srv_start(br_srv *s, br_diag *diag)
 {
-    if (!s || s->daemon || s->stopped)
+    if (!s || s->workers || s->stopped)
         return br_fail(diag, BR_ERR_ARG, "the server is already started or stopped");
     /* "[::1]" -> "::1" */
     char host[256];
@@ -1332,16 +1496,25 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     else
         ((struct sockaddr_in *)&s->addr)->sin_port = htons((uint16_t)s->cfg.port);
 
-    unsigned conn_limit = br_srv_fit_connections(s);
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (v6)
-        flags |= MHD_USE_IPv6;
+    s->conn_limit = br_srv_fit_connections(s);
+    s->listen_fd = br_srv_listen(s, v6);
+    if (s->listen_fd < 0)
+        return br_fail(diag, BR_ERR_IO, "cannot listen on %s port %u (in use, or not an "
+                       "address of this machine?): %s", s->host, s->cfg.port, strerror(errno));
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0) {
+        br_err e = br_fail(diag, BR_ERR_IO, "eventfd: %s", strerror(errno));
+        close(s->listen_fd);
+        s->listen_fd = -1;
+        return e;
+    }
+    /* MHD_USE_ITC: a connection handed over wakes its worker at once */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET;
     struct MHD_OptionItem opts[16];
     int n = 0;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &s->addr};
-    if (s->cfg.threads > 1)
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, conn_limit, NULL};
+    /* the acceptor keeps the limit: each worker may take all of it */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->conn_limit, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL};
     /* libmicrohttpd answers headers that do not fit its per-connection
      * memory with its own (HTML) 431; give it room for twice the limit so
@@ -1352,17 +1525,34 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
      * blocks of up to 64 KiB, so the 32 KiB default stays.) */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                         (intptr_t)(2 * s->cfg.max_header + 16384), NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->cfg.port, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER,
-        br_srv_mhd_log, s, MHD_OPTION_URI_LOG_CALLBACK, br_srv_uri_cb, s,
-        MHD_OPTION_NOTIFY_COMPLETED, br_srv_completed, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    if (!s->daemon)
-        return br_fail(diag, BR_ERR_IO, "cannot listen on %s port %u (in use, or not an "
-                       "address of this machine?)", s->host, s->cfg.port);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : s->cfg.port;
+    s->workers = calloc(s->cfg.threads, sizeof *s->workers);
+    int ok = s->workers != NULL;
+    for (unsigned i = 0; ok && i < s->cfg.threads; i++) {
+        br_srv_worker *w = &s->workers[i];
+        w->srv = s;
+        w->daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER, br_srv_mhd_log,
+            s, MHD_OPTION_URI_LOG_CALLBACK, br_srv_uri_cb, s, MHD_OPTION_NOTIFY_COMPLETED,
+            br_srv_completed, s, MHD_OPTION_NOTIFY_CONNECTION, br_srv_conn_notify, w,
+            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        ok = w->daemon != NULL;
+    }
+    if (ok && pthread_create(&s->acceptor, NULL, br_srv_accept_main, s) == 0)
+        s->acceptor_ok = 1;
+    if (!s->acceptor_ok) {
+        for (unsigned i = 0; s->workers && i < s->cfg.threads; i++)
+            if (s->workers[i].daemon)
+                MHD_stop_daemon(s->workers[i].daemon);
+        free(s->workers);
+        s->workers = NULL;
+        close(s->listen_fd);
+        close(s->wake_fd);
+        s->listen_fd = s->wake_fd = -1;
+        s->port = 0;
+        return br_fail(diag, BR_ERR_IO, "cannot start %u HTTP workers on %s port %u",
+                       s->cfg.threads, s->host, s->cfg.port);
+    }
     return BR_OK;
 }
 
@@ -1391,21 +1581,30 @@ unsigned br_srv_stop(br_srv *s, unsigned drain_ms)
     if (!s || s->stopped)
         return 0;
     s->stopped = 1;
-    if (!s->daemon)
+    if (!s->workers)
         return 0;
     atomic_store(&s->stopping, 1);
-    s->listen_fd = MHD_quiesce_daemon(s->daemon);
+    /* no new connections: the acceptor ends and the listening socket is
+     * closed, so connecting is refused from here on */
+    atomic_store(&s->acceptor_stop, 1);
+    uint64_t one = 1;
+    (void)!write(s->wake_fd, &one, sizeof one);
+    pthread_join(s->acceptor, NULL);
+    s->acceptor_ok = 0;
+    close(s->listen_fd);
+    s->listen_fd = -1;
     unsigned left = atomic_load(&s->in_flight);
     for (unsigned waited = 0; left && waited < drain_ms; waited += 5) {
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
         left = atomic_load(&s->in_flight);
     }
-    MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
-    if (s->listen_fd != MHD_INVALID_SOCKET)
-        close(s->listen_fd);
-    s->listen_fd = MHD_INVALID_SOCKET;
+    for (unsigned i = 0; i < s->cfg.threads; i++)
+        MHD_stop_daemon(s->workers[i].daemon);
+    free(s->workers);
+    s->workers = NULL;
+    close(s->wake_fd);
+    s->wake_fd = -1;
     return left;
 }
 

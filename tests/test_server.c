@@ -40,6 +40,9 @@
 #include "br_server_model.h"
 #include "fuzz/fuzz_server.h"
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 
 /* ---- synthetic model files ------------------------------------------------------ */
 
@@ -495,6 +498,135 @@ static void test_config_errors(void **state)
     br_srv_free(NULL);
 }
 
+/* ---- connections ------------------------------------------------------------------ */
+
+/* A keep-alive connection to 127.0.0.1:port, or -1. With burst, the
+ * connect does not wait (as wrk opens its connections: they reach the
+ * server all at once); the socket is made blocking again after. */
+static int ka_connect_mode(unsigned port, int burst)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | (burst ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && !(burst && errno == EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int ka_connect(unsigned port) { return ka_connect_mode(port, 0); }
+
+/* Sends GET /healthz on fd (kept alive) and waits up to ms for the start of
+ * an answer: its status, 0 if none came. */
+static int ka_healthz(int fd, int ms)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+        return 0;
+    struct pollfd pf = {fd, POLLIN, 0};
+    if (poll(&pf, 1, ms) != 1)
+        return 0;
+    char buf[4096];
+    ssize_t r = recv(fd, buf, sizeof buf - 1, 0);
+    if (r <= 0)
+        return 0;
+    buf[r] = '\0';
+    int status = 0;
+    return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+}
+
+/* Each worker of this process's server is an epoll set: the count of
+ * sockets in each, into n[] (at most max sets); the number of sets. */
+static int worker_sockets(int *n, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int sets = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && sets < max) {
+        char link[256] = "", path[300];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t l = readlink(path, link, sizeof link - 1);
+        if (l <= 0 || !strstr(link, "eventpoll"))
+            continue;
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char line[256];
+        n[sets] = 0;
+        while (fgets(line, sizeof line, f)) {
+            int tfd;
+            struct stat st;
+            if (sscanf(line, "tfd: %d", &tfd) == 1 && fstat(tfd, &st) == 0 && S_ISSOCK(st.st_mode))
+                n[sets]++;
+        }
+        fclose(f);
+        sets++;
+    }
+    closedir(d);
+    return sets;
+}
+
+/* Connections opened at once are shared evenly by the workers (with
+ * libmicrohttpd's own accept, one worker could take up to ten in a row and
+ * often took nearly all), and the connection limit holds: past it a
+ * connection waits, unanswered, until one closes. */
+static void test_connections(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.port = 0;
+    cfg.threads = 2;
+    cfg.max_connections = 32;
+    br_srv *s = NULL;
+    br_diag d;
+    assert_int_equal(br_srv_create(&cfg, f->live, &s, &d), BR_OK);
+    assert_int_equal(br_srv_start(s, &d), BR_OK);
+    unsigned port = br_srv_port(s);
+
+    int fds[33];
+    for (int i = 0; i < 32; i++)
+        assert_true((fds[i] = ka_connect_mode(port, 1)) >= 0);
+    for (int i = 0; i < 32; i++) {
+        struct pollfd pw = {fds[i], POLLOUT, 0};
+        assert_int_equal(poll(&pw, 1, 5000), 1);
+        assert_int_equal(fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) & ~O_NONBLOCK), 0);
+    }
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(ka_healthz(fds[i], 5000), 200);
+    int n[4] = {0};
+    assert_int_equal(worker_sockets(n, 4), 2);
+    print_message("32 connections: %d and %d on the two workers\n", n[0], n[1]);
+    assert_int_equal(n[0], 16);
+    assert_int_equal(n[1], 16);
+
+    /* at the limit: the 33rd waits, then is served when one closes */
+    assert_true((fds[32] = ka_connect(port)) >= 0);   /* the backlog takes it */
+    assert_int_equal(ka_healthz(fds[32], 300), 0);
+    assert_int_equal(ka_healthz(fds[3], 2000), 200);   /* the others still answer */
+    close(fds[0]);
+    struct pollfd pf = {fds[32], POLLIN, 0};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    char buf[64] = "";
+    assert_true(recv(fds[32], buf, sizeof buf - 1, 0) > 12);
+    assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
+
+    for (int i = 1; i < 33; i++)
+        close(fds[i]);
+    assert_int_equal(br_srv_stop(s, 2000), 0);
+    /* stopped: nothing listens any more */
+    assert_int_equal(ka_connect(port), -1);
+    br_srv_free(s);
+}
+
 /* The former rendering of a top-k answer (snprintf, "%.7g" scores), the
  * reference for the printf-free writer. */
 static char *ref_items(const br_srv_model *m, const char *query, const char *kind,
@@ -682,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_answer_text),
+        cmocka_unit_test(test_connections),
         cmocka_unit_test(test_fuzz_corpus_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
