@@ -1316,7 +1316,7 @@ static unsigned br_srv_fit_connections(br_srv *s)
 /* ---- accepting connections -------------------------------------------------------
  * libmicrohttpd's own accept, with a pool of workers, lets whichever worker
  * wakes first take up to ten connections in a row: 32 connections opened at
- * once by wrk ended up 32/0, 25/7 or 16/16 between two workers, at random,
+ * once by wrk ended up 32/0, 25/7 or 18/14 between two workers, at random,
  * and a request waits behind the others of its worker (the latency, and
  * its tail, are that worker's queue; with 32/0 one core served everything).
  * So the server listens and accepts itself, on one thread, and hands each

@@ -25,9 +25,9 @@ size_t br_fmt_uint(char *out, uint64_t v);
 
 /* The bytes snprintf(out, BR_FMT_MAX, "%.7g", (double)v) writes, for any
  * float (non-finite values included), NUL-terminated; returns the length.
- * Values from 1e-5 to 1e15 in magnitude are converted here, exactly
- * (correct rounding, ties to even, as glibc does); others, and zero's sign
- * aside nothing common, go to snprintf. */
+ * Normal values from 1e-5 to 1e15 in magnitude (every score seen so far)
+ * are converted here, exactly (correct rounding, ties to even, as glibc
+ * does); zeros, subnormals, non-finite and other values go to snprintf. */
 size_t br_fmt_g7(char *out, float v);
 
 /* The bytes jansson writes for a real with JSON_REAL_PRECISION(7): "%.7g"
