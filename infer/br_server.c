@@ -1,8 +1,9 @@
 /*
  * br_server.c - the HTTP inference server (see br_server.h, docs/HTTP.md).
  *
- * One libmicrohttpd daemon with an internal pool of worker threads, each
- * running its own epoll loop. A request's life: the URI log callback (the
+ * One libmicrohttpd daemon per worker, each with one thread running its own
+ * epoll loop, fed by an acceptor thread of ours (see "accepting
+ * connections" below for why). A request's life: the URI log callback (the
  * first thing libmicrohttpd calls for a request) allocates its br_srv_req,
  * notes the start time and counts it in flight; the access handler routes
  * it, answers GET routes on its first call and gathers a POST body over
@@ -13,6 +14,11 @@
  * its duration, so a reload swaps models under running requests without
  * failing any. Scores come from br_rec with a per-thread scratch kept under
  * a pthread key (freed by the key's destructor when a worker exits).
+ *
+ * The hot answers (top-k lists, /healthz) are written straight into one
+ * buffer from text rendered at model load and numbers formatted without
+ * printf (br_server_fmt.h); errors, /v1/books and /metrics, rarer, still
+ * go through jansson or stdio.
  *
  * Metrics are plain C11 atomics: request counts by route, method and
  * status, and one latency histogram per route; /metrics renders them in the
@@ -31,6 +37,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -39,6 +47,7 @@
 
 #include "br_opt.h"
 #include "br_recommend.h"
+#include "br_server_fmt.h"
 #include "br_server_model.h"
 
 /* ---- metrics ------------------------------------------------------------------ */
@@ -78,8 +87,14 @@ struct br_srv {
     char *model_path;
     br_srv_model_cell *cell;
     uint64_t generation;            /* of the last successful load */
-    struct MHD_Daemon *daemon;
-    MHD_socket listen_fd;           /* after quiesce: closed after MHD_stop_daemon */
+    struct br_srv_worker *workers;  /* cfg.threads of them once started, else NULL */
+    int listen_fd;                  /* the server's own (see br_srv_accept_main), or -1 */
+    int wake_fd;                    /* eventfd: wakes the acceptor (stop, or room again) */
+    pthread_t acceptor;
+    int acceptor_ok;
+    atomic_int acceptor_stop;
+    atomic_int at_limit;            /* the acceptor waits for a connection to close */
+    unsigned conn_limit;            /* open connections at once */
     struct sockaddr_storage addr;
     unsigned port;
     atomic_uint in_flight;
@@ -290,19 +305,6 @@ static unsigned br_srv_status_of(br_err e)
     }
 }
 
-static void br_srv_iso_time(double unix_s, char *out, size_t n)
-{
-    time_t t = (time_t)unix_s;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static const char *br_srv_kind_name(uint32_t k)
-{
-    return k == BR_MODEL_DOT ? "dot" : k == BR_MODEL_BIASED ? "biased" : k == BR_MODEL_MLP ? "mlp" : "unknown";
-}
-
 /* A reference to the current model for this request. */
 static br_srv_model *br_srv_acquire(br_srv_ctx *cx)
 {
@@ -317,79 +319,90 @@ static json_t *br_srv_str(const char *s)
     return j ? j : json_string("");
 }
 
-/* A growable text buffer for answers. */
-typedef struct br_srv_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} br_srv_buf;
-
-static void br_srv_put(br_srv_buf *b, const char *s, size_t n)
+/* Appends n bytes of s at p; returns the new end. */
+static char *br_srv_cat(char *p, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 2048;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    memcpy(p, s, n);
+    return p + n;
 }
+#define BR_SRV_CAT_LIT(p, lit) br_srv_cat((p), (lit), sizeof(lit) - 1)
 
-static void br_srv_putf(br_srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void br_srv_putf(br_srv_buf *b, const char *fmt, ...)
+/* The query members of a top-k answer: "<name>":<id>,"k":<k>, then
+ * ,"include_read":true|false when incl >= 0. out has room for 96 bytes. */
+static void br_srv_query_members(char *out, const char *name, uint64_t id, size_t k, int incl)
 {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        b->oom = 1;   /* never happens: only numbers and fixed words go through here */
-    else
-        br_srv_put(b, tmp, (size_t)n);
+    char *p = out;
+    *p++ = '"';
+    p = br_srv_cat(p, name, strlen(name));
+    p = BR_SRV_CAT_LIT(p, "\":");
+    p += br_fmt_uint(p, id);
+    p = BR_SRV_CAT_LIT(p, ",\"k\":");
+    p += br_fmt_uint(p, k);
+    if (incl > 0)
+        p = BR_SRV_CAT_LIT(p, ",\"include_read\":true");
+    else if (incl == 0)
+        p = BR_SRV_CAT_LIT(p, ",\"include_read\":false");
+    *p = '\0';
 }
 
 /* The answer of a top-k query: {<query members>,"model":{...},"score":"...",
  * "results":[{"rank":1,"book_id":..,"title":..,"authors":..,"year":..,"score":..}]}.
  * Written directly from the book members the model rendered at load (the
- * hot path: no JSON tree per answer); query is the query's members, made by
- * the caller from numbers only. */
+ * hot path: no JSON tree, no printf, one allocation of the exact bound per
+ * answer); query is the query's members, made by the caller from numbers
+ * only. */
 static int br_srv_send_items(br_srv_ctx *cx,
                                          const br_srv_model *sm, const char *query,
                                          const char *score_kind, const br_rec_item *it,
                                          size_t n)
 {
-    br_srv_buf b = {0};
-    br_srv_putf(&b, "{%s,\"model\":{\"generation\":%llu,\"fingerprint\":\"%s\"},"
-                    "\"score\":\"%s\",\"results\":[",
-                query, (unsigned long long)br_srv_model_generation(sm),
-                br_srv_model_fingerprint(sm), score_kind);
+    const char *fp = br_srv_model_fingerprint(sm);
+    size_t ql = strlen(query), kl = strlen(score_kind), fl = strlen(fp);
+    /* the fixed text is 69 bytes with the NUL, the generation at most 20;
+     * a result adds its book's members, 20 bytes, the rank and the score */
+    size_t cap = ql + kl + fl + 96;
     for (size_t i = 0; i < n; i++) {
         size_t len;
         const char *bj = br_srv_model_book_json(sm, it[i].book, &len);
-        br_srv_putf(&b, "%s{\"rank\":%zu,", i ? "," : "", i + 1);
-        br_srv_put(&b, bj, len);
-        if (isfinite(it[i].score))
-            br_srv_putf(&b, ",\"score\":%.7g}", (double)it[i].score);
-        else
-            br_srv_put(&b, ",\"score\":null}", 14);
+        /* the results' books are scattered over the rendered text, seldom
+         * in cache: start every line on its way before the copies below */
+        for (size_t o = 0; o < len; o += 64)
+            __builtin_prefetch(bj + o);
+        cap += len + 24 + 2 * BR_FMT_MAX;
     }
-    br_srv_put(&b, "]}\n", 3);
-    if (b.oom) {
-        free(b.p);
+    char *b = malloc(cap);
+    if (!b)
         return br_srv_error(cx, 500, NULL, "out of memory");
+    char *p = b;
+    *p++ = '{';
+    p = br_srv_cat(p, query, ql);
+    p = BR_SRV_CAT_LIT(p, ",\"model\":{\"generation\":");
+    p += br_fmt_uint(p, br_srv_model_generation(sm));
+    p = BR_SRV_CAT_LIT(p, ",\"fingerprint\":\"");
+    p = br_srv_cat(p, fp, fl);
+    p = BR_SRV_CAT_LIT(p, "\"},\"score\":\"");
+    p = br_srv_cat(p, score_kind, kl);
+    p = BR_SRV_CAT_LIT(p, "\",\"results\":[");
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *bj = br_srv_model_book_json(sm, it[i].book, &len);
+        if (i)
+            *p++ = ',';
+        p = BR_SRV_CAT_LIT(p, "{\"rank\":");
+        p += br_fmt_uint(p, i + 1);
+        *p++ = ',';
+        p = br_srv_cat(p, bj, len);
+        if (isfinite(it[i].score)) {
+            p = BR_SRV_CAT_LIT(p, ",\"score\":");
+            p += br_fmt_g7(p, it[i].score);
+            *p++ = '}';
+        } else {
+            p = BR_SRV_CAT_LIT(p, ",\"score\":null}");
+        }
     }
-    return br_srv_send(cx, 200, b.p, b.len, "application/json", NULL);
+    p = BR_SRV_CAT_LIT(p, "]}\n");
+    *p = '\0';
+    return br_srv_send(cx, 200, b, (size_t)(p - b), "application/json", NULL);
 }
 
 static const char *br_srv_score_kind(const br_srv_model *sm)
@@ -501,8 +514,7 @@ static int br_srv_get_recommend(br_srv_ctx *cx)
             res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[96];
-            snprintf(q, sizeof q, "\"user_id\":%u,\"k\":%zu,\"include_read\":%s", user, k,
-                     incl ? "true" : "false");
+            br_srv_query_members(q, "user_id", user, k, incl);
             res = br_srv_send_items(cx, sm, q, br_srv_score_kind(sm), t->items, n);
         }
     }
@@ -594,8 +606,7 @@ static int br_srv_post_recommend(br_srv_ctx *cx)
             res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
             char q[96];
-            snprintf(q, sizeof q, "\"read_count\":%zu,\"k\":%zu,\"include_read\":%s", n, k,
-                     json_is_true(ji) ? "true" : "false");
+            br_srv_query_members(q, "read_count", n, k, json_is_true(ji));
             res = br_srv_send_items(cx, sm, q, br_srv_score_kind(sm), t->items, got);
         }
     }
@@ -626,8 +637,8 @@ static int br_srv_get_similar(br_srv_ctx *cx)
         if (e) {
             res = br_srv_error(cx, br_srv_status_of(e), NULL, "%s", br_diag_text(&d, e));
         } else {
-            char q[64];
-            snprintf(q, sizeof q, "\"book_id\":%u,\"k\":%zu", book, k);
+            char q[96];
+            br_srv_query_members(q, "book_id", book, k, -1);
             res = br_srv_send_items(cx, sm, q, "cosine", t->items, n);
         }
     }
@@ -671,37 +682,30 @@ static int br_srv_get_book(br_srv_ctx *cx,
     return res;
 }
 
+/* {"status":"ok",<the model's status members>,"in_flight":N,"uptime_seconds":R}:
+ * all but the last two members were rendered when the model was loaded. */
 static int br_srv_get_healthz(br_srv_ctx *cx)
 {
     br_srv *s = cx->srv;
     br_srv_model *sm = br_srv_acquire(cx);
-    const br_model *m = br_srv_model_model(sm);
-    const br_model_meta *mt = br_model_get_meta(m);
-    char created[32], loaded[32], fp[24];
-    br_srv_iso_time((double)mt->created_unix, created, sizeof created);
-    br_srv_iso_time(br_srv_model_loaded_unix(sm), loaded, sizeof loaded);
-    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)br_model_checksum(m));
-    json_t *o = json_object(), *mo = json_object();
-    json_object_set_new(o, "status", json_string("ok"));
-    json_object_set_new(mo, "path", br_srv_str(br_srv_model_path(sm)));
-    json_object_set_new(mo, "generation", json_integer((json_int_t)br_srv_model_generation(sm)));
-    json_object_set_new(mo, "fingerprint", json_string(fp));
-    json_object_set_new(mo, "format_version", json_integer(BR_MODEL_VERSION));
-    json_object_set_new(mo, "kind", json_string(br_srv_kind_name(mt->kind)));
-    json_object_set_new(mo, "loss", json_string(mt->loss == BR_LOSS_BPR ? "bpr" : "mse"));
-    json_object_set_new(mo, "dim", json_integer(mt->dim));
-    json_object_set_new(mo, "users", json_integer(mt->n_users));
-    json_object_set_new(mo, "books", json_integer(mt->n_books));
-    json_object_set_new(mo, "created", json_string(created));
-    json_object_set_new(mo, "loaded", json_string(loaded));
-    json_object_set_new(mo, "load_seconds", json_real(br_srv_model_load_seconds(sm)));
-    json_object_set_new(o, "model", mo);
-    json_object_set_new(o, "kernel", json_string(br_rec_kernel_name(br_srv_model_rec(sm))));
-    json_object_set_new(o, "in_flight", json_integer(atomic_load(&s->in_flight)));
-    json_object_set_new(o, "uptime_seconds",
-                        json_real((double)br_srv_mono_ns() * 1e-9 - s->started_mono));
+    size_t len;
+    const char *members = br_srv_model_status_json(sm, &len);
+    char *b = malloc(len + 64 + 2 * BR_FMT_MAX);
+    if (b) {
+        char *p = BR_SRV_CAT_LIT(b, "{\"status\":\"ok\",");
+        p = br_srv_cat(p, members, len);
+        p = BR_SRV_CAT_LIT(p, ",\"in_flight\":");
+        p += br_fmt_uint(p, atomic_load(&s->in_flight));
+        p = BR_SRV_CAT_LIT(p, ",\"uptime_seconds\":");
+        p += br_fmt_json_real7(p, (double)br_srv_mono_ns() * 1e-9 - s->started_mono);
+        p = BR_SRV_CAT_LIT(p, "}\n");
+        *p = '\0';
+        len = (size_t)(p - b);
+    }
     br_srv_model_unref(sm);
-    return br_srv_send_json(cx, 200, o, NULL);
+    if (!b)
+        return br_srv_error(cx, 500, NULL, "out of memory");
+    return br_srv_send(cx, 200, b, len, "application/json", NULL);
 }
 
 /* Prometheus text exposition of the counters. */
@@ -761,7 +765,7 @@ static int br_srv_get_metrics(br_srv_ctx *cx)
             "bookrec_model_info{fingerprint=\"%016llx\",generation=\"%llu\",kind=\"%s\","
             "loss=\"%s\",dim=\"%u\",format_version=\"%d\"} 1\n",
             (unsigned long long)br_model_checksum(m),
-            (unsigned long long)br_srv_model_generation(sm), br_srv_kind_name(mt->kind),
+            (unsigned long long)br_srv_model_generation(sm), br_srv_model_kind_name(mt->kind),
             mt->loss == BR_LOSS_BPR ? "bpr" : "mse", mt->dim, BR_MODEL_VERSION);
     fprintf(f,
             "# HELP bookrec_model_generation Loads of the model file (1 + successful reloads).\n"
@@ -1247,7 +1251,8 @@ br_err br_srv_create(const br_srv_config *c, const char *model_path, br_srv **ou
     if (!s)
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     s->cfg = *c;
-    s->listen_fd = MHD_INVALID_SOCKET;
+    s->listen_fd = -1;
+    s->wake_fd = -1;
     s->host = strdup(c->host);
     s->model_path = strdup(model_path);
     if (!s->host || !s->model_path) {
@@ -1308,9 +1313,163 @@ static unsigned br_srv_fit_connections(br_srv *s)
     return (unsigned)room;
 }
 
+/* ---- accepting connections -------------------------------------------------------
+ * libmicrohttpd's own accept, with a pool of workers, lets whichever worker
+ * wakes first take up to ten connections in a row: 32 connections opened at
+ * once by wrk ended up 32/0, 25/7 or 18/14 between two workers, at random,
+ * and a request waits behind the others of its worker (the latency, and
+ * its tail, are that worker's queue; with 32/0 one core served everything).
+ * So the server listens and accepts itself, on one thread, and hands each
+ * connection (MHD_add_connection) to the worker, one libmicrohttpd daemon
+ * with one thread each, that has the fewest open connections.
+ *
+ * The connection limit stays what it was: at the limit the acceptor stops
+ * taking connections, which wait in the listen backlog until one closes
+ * (each daemon's own limit is out of reach, so libmicrohttpd never refuses
+ * one). A worker's open connections are those handed to it less those it
+ * reported closed; one it failed to start (out of memory, in its thread)
+ * is never reported, so after a second at the limit without a hand-over
+ * only those it reported started count. */
+
+typedef struct br_srv_worker {
+    br_srv *srv;
+    struct MHD_Daemon *daemon;
+    unsigned long handed;             /* the acceptor's own count */
+    atomic_ulong started, closed;     /* libmicrohttpd's notifications */
+} br_srv_worker;
+
+static void br_srv_conn_notify(void *cls, struct MHD_Connection *con, void **socket_ctx,
+                               enum MHD_ConnectionNotificationCode toe)
+{
+    br_srv_worker *w = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&w->started, 1);
+        return;
+    }
+    atomic_fetch_add(&w->closed, 1);
+    if (atomic_load(&w->srv->at_limit)) {   /* the acceptor waits for this */
+        uint64_t one = 1;
+        (void)!write(w->srv->wake_fd, &one, sizeof one);
+    }
+}
+
+static void br_srv_nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The worker with the fewest open connections, and the total open. */
+static br_srv_worker *br_srv_least_busy(br_srv *s, unsigned long *total)
+{
+    br_srv_worker *best = NULL;
+    unsigned long best_n = 0;
+    *total = 0;
+    for (unsigned i = 0; i < s->cfg.threads; i++) {
+        br_srv_worker *w = &s->workers[i];
+        unsigned long n = w->handed - atomic_load(&w->closed);
+        *total += n;
+        if (!best || n < best_n) {
+            best = w;
+            best_n = n;
+        }
+    }
+    return best;
+}
+
+static void *br_srv_accept_main(void *p)
+{
+    br_srv *s = p;
+    while (!atomic_load(&s->acceptor_stop)) {
+        unsigned long total;
+        br_srv_least_busy(s, &total);
+        int room = total < s->conn_limit;
+        if (!room) {
+            /* announce the wait, then look again: a close in between
+             * either is seen here or writes to wake_fd */
+            atomic_store(&s->at_limit, 1);
+            br_srv_least_busy(s, &total);
+            room = total < s->conn_limit;
+        }
+        struct pollfd pf[2] = {{s->listen_fd, room ? POLLIN : 0, 0}, {s->wake_fd, POLLIN, 0}};
+        int r = poll(pf, 2, room ? -1 : 1000);
+        atomic_store(&s->at_limit, 0);
+        if (r < 0) {
+            if (errno != EINTR)
+                br_srv_nap_ms(10);
+            continue;
+        }
+        if (pf[1].revents & POLLIN) {
+            uint64_t v;
+            (void)!read(s->wake_fd, &v, sizeof v);
+        }
+        if (r == 0) {
+            /* a second at the limit with nothing handed over: what was
+             * handed and never started has failed, and will never close */
+            for (unsigned i = 0; i < s->cfg.threads; i++) {
+                unsigned long started = atomic_load(&s->workers[i].started);
+                if (s->workers[i].handed > started)
+                    s->workers[i].handed = started;
+            }
+            continue;
+        }
+        if (!(pf[0].revents & POLLIN))
+            continue;
+        /* what the backlog holds, while there is room */
+        for (;;) {
+            br_srv_worker *w = br_srv_least_busy(s, &total);
+            if (total >= s->conn_limit)
+                break;
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &sl,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    br_srv_nap_ms(10);   /* out of descriptors or memory: the
+                                          * connection waits in the backlog */
+                break;
+            }
+            /* it closes fd when it cannot take it */
+            if (MHD_add_connection(w->daemon, fd, (struct sockaddr *)&ss, sl) == MHD_YES)
+                w->handed++;
+        }
+    }
+    return NULL;
+}
+
+/* The listening socket on s->addr, as libmicrohttpd would make it
+ * (SO_REUSEADDR; IPv6 only for an IPv6 address; a backlog of 1,024), its
+ * port in s->port. -1 and errno on failure. */
+static int br_srv_listen(br_srv *s, int v6)
+{
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (v6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    socklen_t al = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    if (bind(fd, (struct sockaddr *)&s->addr, al) != 0 || listen(fd, 1024) != 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &bl) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    s->port = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                       : ((struct sockaddr_in *)&bound)->sin_port);
+    return fd;
+}
+
 br_err br_srv_start(br_srv *s, br_diag *diag)
 {
-    if (!s || s->daemon || s->stopped)
+    if (!s || s->workers || s->stopped)
         return br_fail(diag, BR_ERR_ARG, "the server is already started or stopped");
     /* "[::1]" -> "::1" */
     char host[256];
@@ -1337,16 +1496,25 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     else
         ((struct sockaddr_in *)&s->addr)->sin_port = htons((uint16_t)s->cfg.port);
 
-    unsigned conn_limit = br_srv_fit_connections(s);
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    if (v6)
-        flags |= MHD_USE_IPv6;
+    s->conn_limit = br_srv_fit_connections(s);
+    s->listen_fd = br_srv_listen(s, v6);
+    if (s->listen_fd < 0)
+        return br_fail(diag, BR_ERR_IO, "cannot listen on %s port %u (in use, or not an "
+                       "address of this machine?): %s", s->host, s->cfg.port, strerror(errno));
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0) {
+        br_err e = br_fail(diag, BR_ERR_IO, "eventfd: %s", strerror(errno));
+        close(s->listen_fd);
+        s->listen_fd = -1;
+        return e;
+    }
+    /* MHD_USE_ITC: a connection handed over wakes its worker at once */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET;
     struct MHD_OptionItem opts[16];
     int n = 0;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &s->addr};
-    if (s->cfg.threads > 1)
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, conn_limit, NULL};
+    /* the acceptor keeps the limit: each worker may take all of it */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->conn_limit, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.timeout_s, NULL};
     /* libmicrohttpd answers headers that do not fit its per-connection
      * memory with its own (HTML) 431; give it room for twice the limit so
@@ -1357,17 +1525,34 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
      * blocks of up to 64 KiB, so the 32 KiB default stays.) */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                         (intptr_t)(2 * s->cfg.max_header + 16384), NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    s->daemon = MHD_start_daemon(
-        flags, (uint16_t)s->cfg.port, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER,
-        br_srv_mhd_log, s, MHD_OPTION_URI_LOG_CALLBACK, br_srv_uri_cb, s,
-        MHD_OPTION_NOTIFY_COMPLETED, br_srv_completed, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    if (!s->daemon)
-        return br_fail(diag, BR_ERR_IO, "cannot listen on %s port %u (in use, or not an "
-                       "address of this machine?)", s->host, s->cfg.port);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : s->cfg.port;
+    s->workers = calloc(s->cfg.threads, sizeof *s->workers);
+    int ok = s->workers != NULL;
+    for (unsigned i = 0; ok && i < s->cfg.threads; i++) {
+        br_srv_worker *w = &s->workers[i];
+        w->srv = s;
+        w->daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER, br_srv_mhd_log,
+            s, MHD_OPTION_URI_LOG_CALLBACK, br_srv_uri_cb, s, MHD_OPTION_NOTIFY_COMPLETED,
+            br_srv_completed, s, MHD_OPTION_NOTIFY_CONNECTION, br_srv_conn_notify, w,
+            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+        ok = w->daemon != NULL;
+    }
+    if (ok && pthread_create(&s->acceptor, NULL, br_srv_accept_main, s) == 0)
+        s->acceptor_ok = 1;
+    if (!s->acceptor_ok) {
+        for (unsigned i = 0; s->workers && i < s->cfg.threads; i++)
+            if (s->workers[i].daemon)
+                MHD_stop_daemon(s->workers[i].daemon);
+        free(s->workers);
+        s->workers = NULL;
+        close(s->listen_fd);
+        close(s->wake_fd);
+        s->listen_fd = s->wake_fd = -1;
+        s->port = 0;
+        return br_fail(diag, BR_ERR_IO, "cannot start %u HTTP workers on %s port %u",
+                       s->cfg.threads, s->host, s->cfg.port);
+    }
     return BR_OK;
 }
 
@@ -1396,21 +1581,30 @@ unsigned br_srv_stop(br_srv *s, unsigned drain_ms)
     if (!s || s->stopped)
         return 0;
     s->stopped = 1;
-    if (!s->daemon)
+    if (!s->workers)
         return 0;
     atomic_store(&s->stopping, 1);
-    s->listen_fd = MHD_quiesce_daemon(s->daemon);
+    /* no new connections: the acceptor ends and the listening socket is
+     * closed, so connecting is refused from here on */
+    atomic_store(&s->acceptor_stop, 1);
+    uint64_t one = 1;
+    (void)!write(s->wake_fd, &one, sizeof one);
+    pthread_join(s->acceptor, NULL);
+    s->acceptor_ok = 0;
+    close(s->listen_fd);
+    s->listen_fd = -1;
     unsigned left = atomic_load(&s->in_flight);
     for (unsigned waited = 0; left && waited < drain_ms; waited += 5) {
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
         left = atomic_load(&s->in_flight);
     }
-    MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
-    if (s->listen_fd != MHD_INVALID_SOCKET)
-        close(s->listen_fd);
-    s->listen_fd = MHD_INVALID_SOCKET;
+    for (unsigned i = 0; i < s->cfg.threads; i++)
+        MHD_stop_daemon(s->workers[i].daemon);
+    free(s->workers);
+    s->workers = NULL;
+    close(s->wake_fd);
+    s->wake_fd = -1;
     return left;
 }
 

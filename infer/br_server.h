@@ -1,8 +1,9 @@
 /*
  * br_server.h - the HTTP inference server behind `bookrec-infer --serve`:
- * the br_rec scorer behind a JSON API on libmicrohttpd (its own pool of
- * worker threads, each on epoll). Routes, answers and errors are specified
- * in docs/HTTP.md:
+ * the br_rec scorer behind a JSON API on libmicrohttpd (one daemon of one
+ * epoll thread per worker, and an acceptor thread that hands each new
+ * connection to the least busy worker). Routes, answers and errors are
+ * specified in docs/HTTP.md:
  *
  *   GET  /v1/recommend?user=ID&k=10[&include_read=1]
  *   POST /v1/recommend     {"read": [ids], "ratings": [1..5, optional], "k": 10}
@@ -48,7 +49,8 @@ typedef struct br_srv_config {
     size_t max_body;           /* largest POST body in bytes (default 1 MiB) */
     size_t max_header;         /* request line + headers, bytes (default 32 KiB);
                                 * more gives 431 */
-    unsigned max_connections;  /* open connections at once (default 1024) */
+    unsigned max_connections;  /* open connections at once (default 1024); more
+                                * wait in the listen backlog */
     unsigned timeout_s;        /* idle connection timeout, seconds (default 30) */
     FILE *access_log;          /* one logfmt line per request, or NULL */
     /* libmicrohttpd's own messages (bind failures, ...), or NULL to drop them. */

@@ -28,6 +28,8 @@ struct br_srv_model {
     char *path;
     char *book_json;           /* every book's members, back to back */
     size_t *book_off;          /* n_books + 1 offsets into book_json */
+    char *status_json;         /* /healthz's "model" and "kernel" members */
+    size_t status_len;
     char fingerprint[17];
 };
 
@@ -73,6 +75,65 @@ static br_err br_srv_model_render_books(br_srv_model *m, br_diag *diag)
     return BR_OK;
 }
 
+const char *br_srv_model_kind_name(uint32_t kind)
+{
+    return kind == BR_MODEL_DOT ? "dot" : kind == BR_MODEL_BIASED ? "biased"
+         : kind == BR_MODEL_MLP ? "mlp" : "unknown";
+}
+
+static void br_srv_model_iso_time(double unix_s, char *out, size_t n)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *br_srv_model_str(const char *s)
+{
+    json_t *j = json_string(s);   /* NULL for invalid UTF-8 */
+    return j ? j : json_string("");
+}
+
+/* Renders /healthz's members that only change with the model into
+ * m->status_json: "model":{"path":..,..,"load_seconds":..},"kernel":"..". */
+static br_err br_srv_model_render_status(br_srv_model *m, br_diag *diag)
+{
+    const br_model_meta *mt = br_model_get_meta(m->model);
+    char created[32], loaded[32];
+    br_srv_model_iso_time((double)mt->created_unix, created, sizeof created);
+    br_srv_model_iso_time(m->loaded_unix, loaded, sizeof loaded);
+    json_t *mo = json_object(), *kernel = json_string(br_rec_kernel_name(m->rec));
+    if (mo) {
+        json_object_set_new(mo, "path", br_srv_model_str(m->path));
+        json_object_set_new(mo, "generation", json_integer((json_int_t)m->generation));
+        json_object_set_new(mo, "fingerprint", json_string(m->fingerprint));
+        json_object_set_new(mo, "format_version", json_integer(BR_MODEL_VERSION));
+        json_object_set_new(mo, "kind", json_string(br_srv_model_kind_name(mt->kind)));
+        json_object_set_new(mo, "loss", json_string(mt->loss == BR_LOSS_BPR ? "bpr" : "mse"));
+        json_object_set_new(mo, "dim", json_integer(mt->dim));
+        json_object_set_new(mo, "users", json_integer(mt->n_users));
+        json_object_set_new(mo, "books", json_integer(mt->n_books));
+        json_object_set_new(mo, "created", json_string(created));
+        json_object_set_new(mo, "loaded", json_string(loaded));
+        json_object_set_new(mo, "load_seconds", json_real(m->load_seconds));
+    }
+    /* the flags of every answer the server renders with jansson */
+    size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7);
+    char *mt_text = mo ? json_dumps(mo, flags) : NULL;
+    char *k_text = kernel ? json_dumps(kernel, flags | JSON_ENCODE_ANY) : NULL;
+    json_decref(mo);
+    json_decref(kernel);
+    size_t n = mt_text && k_text ? strlen(mt_text) + strlen(k_text) + 20 : 0;
+    m->status_json = n ? malloc(n) : NULL;
+    if (m->status_json)
+        m->status_len = (size_t)snprintf(m->status_json, n, "\"model\":%s,\"kernel\":%s",
+                                         mt_text, k_text);
+    free(mt_text);
+    free(k_text);
+    return m->status_json ? BR_OK : br_fail(diag, BR_ERR_NOMEM, "out of memory");
+}
+
 static double br_srv_now(clockid_t clk)
 {
     struct timespec ts;
@@ -106,12 +167,21 @@ br_err br_srv_model_open(const char *path, uint64_t generation, br_srv_model **o
         free(m);
         return e;
     }
-    atomic_init(&m->refs, 1);
     snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx",
              (unsigned long long)br_model_checksum(m->model));
     m->generation = generation;
     m->loaded_unix = br_srv_now(CLOCK_REALTIME);
     m->load_seconds = br_srv_now(CLOCK_MONOTONIC) - t0;
+    if ((e = br_srv_model_render_status(m, diag)) != BR_OK) {
+        br_rec_free(m->rec);
+        free(m->book_json);
+        free(m->book_off);
+        br_model_free(m->model);
+        free(m->path);
+        free(m);
+        return e;
+    }
+    atomic_init(&m->refs, 1);
     atomic_fetch_add(&br_srv_model_count, 1);
     *out = m;
     return BR_OK;
@@ -132,6 +202,7 @@ void br_srv_model_unref(br_srv_model *m)
     br_model_free(m->model);
     free(m->book_json);
     free(m->book_off);
+    free(m->status_json);
     free(m->path);
     free(m);
     atomic_fetch_sub(&br_srv_model_count, 1);
@@ -149,6 +220,12 @@ const char *br_srv_model_book_json(const br_srv_model *m, uint32_t b, size_t *le
 {
     *len = m->book_off[b + 1] - m->book_off[b];
     return m->book_json + m->book_off[b];
+}
+
+const char *br_srv_model_status_json(const br_srv_model *m, size_t *len)
+{
+    *len = m->status_len;
+    return m->status_json;
 }
 
 long br_srv_model_live(void) { return atomic_load(&br_srv_model_count); }

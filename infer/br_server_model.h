@@ -27,9 +27,10 @@ typedef struct br_srv_model br_srv_model;           /* refcounted, immutable */
 typedef struct br_srv_model_cell br_srv_model_cell; /* the current model */
 
 /* Maps and validates the model file at path (br_model_open), wraps it
- * (br_rec_create) and renders every book's JSON members; the result holds
- * one reference. Errors are those of br_model_open and br_rec_create, and
- * BR_ERR_NOMEM; nothing is left allocated on failure. */
+ * (br_rec_create) and renders every book's JSON members and /healthz's
+ * model members; the result holds one reference. Errors are those of
+ * br_model_open and br_rec_create, and BR_ERR_NOMEM; nothing is left
+ * allocated on failure. */
 br_err br_srv_model_open(const char *path, uint64_t generation, br_srv_model **out,
                          br_diag *diag);
 
@@ -48,6 +49,15 @@ const char *br_srv_model_path(const br_srv_model *m);
  *   "book_id":1,"title":"...","authors":"...","year":2008
  * ("year":null when unknown). *len receives its length. b < n_books. */
 const char *br_srv_model_book_json(const br_srv_model *m, uint32_t b, size_t *len);
+
+/* /healthz's members that change only with the model, made once at load
+ * (by jansson, with the flags of the server's other JSON answers):
+ *   "model":{"path":..,"generation":..,...,"load_seconds":..},"kernel":".."
+ * *len receives its length. */
+const char *br_srv_model_status_json(const br_srv_model *m, size_t *len);
+
+/* "dot", "biased", "mlp" or "unknown" for a BR_MODEL_* kind. */
+const char *br_srv_model_kind_name(uint32_t kind);
 
 /* The model file's checksum as 16 hex digits. */
 const char *br_srv_model_fingerprint(const br_srv_model *m);

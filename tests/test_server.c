@@ -40,6 +40,9 @@
 #include "br_server_model.h"
 #include "fuzz/fuzz_server.h"
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 
 /* ---- synthetic model files ------------------------------------------------------ */
 
@@ -495,6 +498,272 @@ static void test_config_errors(void **state)
     br_srv_free(NULL);
 }
 
+/* ---- connections ------------------------------------------------------------------ */
+
+/* A keep-alive connection to 127.0.0.1:port, or -1. With burst, the
+ * connect does not wait (as wrk opens its connections: they reach the
+ * server all at once); the socket is made blocking again after. */
+static int ka_connect_mode(unsigned port, int burst)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | (burst ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && !(burst && errno == EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int ka_connect(unsigned port) { return ka_connect_mode(port, 0); }
+
+/* Sends GET /healthz on fd (kept alive) and waits up to ms for the start of
+ * an answer: its status, 0 if none came. */
+static int ka_healthz(int fd, int ms)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+        return 0;
+    struct pollfd pf = {fd, POLLIN, 0};
+    if (poll(&pf, 1, ms) != 1)
+        return 0;
+    char buf[4096];
+    ssize_t r = recv(fd, buf, sizeof buf - 1, 0);
+    if (r <= 0)
+        return 0;
+    buf[r] = '\0';
+    int status = 0;
+    return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+}
+
+/* Each worker of this process's server is an epoll set: the count of
+ * sockets in each, into n[] (at most max sets); the number of sets. */
+static int worker_sockets(int *n, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int sets = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && sets < max) {
+        char link[256] = "", path[300];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t l = readlink(path, link, sizeof link - 1);
+        if (l <= 0 || !strstr(link, "eventpoll"))
+            continue;
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char line[256];
+        n[sets] = 0;
+        while (fgets(line, sizeof line, f)) {
+            int tfd;
+            struct stat st;
+            if (sscanf(line, "tfd: %d", &tfd) == 1 && fstat(tfd, &st) == 0 && S_ISSOCK(st.st_mode))
+                n[sets]++;
+        }
+        fclose(f);
+        sets++;
+    }
+    closedir(d);
+    return sets;
+}
+
+/* Connections opened at once are shared evenly by the workers (with
+ * libmicrohttpd's own accept, one worker could take up to ten in a row and
+ * often took nearly all), and the connection limit holds: past it a
+ * connection waits, unanswered, until one closes. */
+static void test_connections(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.port = 0;
+    cfg.threads = 2;
+    cfg.max_connections = 32;
+    br_srv *s = NULL;
+    br_diag d;
+    assert_int_equal(br_srv_create(&cfg, f->live, &s, &d), BR_OK);
+    assert_int_equal(br_srv_start(s, &d), BR_OK);
+    unsigned port = br_srv_port(s);
+
+    int fds[33];
+    for (int i = 0; i < 32; i++)
+        assert_true((fds[i] = ka_connect_mode(port, 1)) >= 0);
+    for (int i = 0; i < 32; i++) {
+        struct pollfd pw = {fds[i], POLLOUT, 0};
+        assert_int_equal(poll(&pw, 1, 5000), 1);
+        assert_int_equal(fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) & ~O_NONBLOCK), 0);
+    }
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(ka_healthz(fds[i], 5000), 200);
+    int n[4] = {0};
+    assert_int_equal(worker_sockets(n, 4), 2);
+    print_message("32 connections: %d and %d on the two workers\n", n[0], n[1]);
+    assert_int_equal(n[0], 16);
+    assert_int_equal(n[1], 16);
+
+    /* at the limit: the 33rd waits, then is served when one closes */
+    assert_true((fds[32] = ka_connect(port)) >= 0);   /* the backlog takes it */
+    assert_int_equal(ka_healthz(fds[32], 300), 0);
+    assert_int_equal(ka_healthz(fds[3], 2000), 200);   /* the others still answer */
+    close(fds[0]);
+    struct pollfd pf = {fds[32], POLLIN, 0};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    char buf[64] = "";
+    assert_true(recv(fds[32], buf, sizeof buf - 1, 0) > 12);
+    assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
+
+    for (int i = 1; i < 33; i++)
+        close(fds[i]);
+    assert_int_equal(br_srv_stop(s, 2000), 0);
+    /* stopped: nothing listens any more */
+    assert_int_equal(ka_connect(port), -1);
+    br_srv_free(s);
+}
+
+/* The former rendering of a top-k answer (snprintf, "%.7g" scores), the
+ * reference for the printf-free writer. */
+static char *ref_items(const br_srv_model *m, const char *query, const char *kind,
+                       const br_rec_item *it, size_t n)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&buf, &len);
+    assert_non_null(o);
+    fprintf(o, "{%s,\"model\":{\"generation\":%llu,\"fingerprint\":\"%s\"},\"score\":\"%s\","
+               "\"results\":[", query, (unsigned long long)br_srv_model_generation(m),
+            br_srv_model_fingerprint(m), kind);
+    for (size_t i = 0; i < n; i++) {
+        size_t bl;
+        const char *bj = br_srv_model_book_json(m, it[i].book, &bl);
+        fprintf(o, "%s{\"rank\":%zu,", i ? "," : "", i + 1);
+        fwrite(bj, 1, bl, o);
+        if (isfinite(it[i].score))
+            fprintf(o, ",\"score\":%.7g}", (double)it[i].score);
+        else
+            fputs(",\"score\":null}", o);
+    }
+    fputs("]}\n", o);
+    assert_int_equal(fclose(o), 0);
+    return buf;
+}
+
+static br_srv_reply answer(br_srv *s, const char *path, const char *k1, const char *v1,
+                           const char *k2, const char *v2, const char *k3, const char *v3)
+{
+    br_srv_arg args[3] = {{k1, v1, k1 ? strlen(k1) : 0, v1 ? strlen(v1) : 0},
+                          {k2, v2, k2 ? strlen(k2) : 0, v2 ? strlen(v2) : 0},
+                          {k3, v3, k3 ? strlen(k3) : 0, v3 ? strlen(v3) : 0}};
+    size_t n = k3 ? 3 : k2 ? 2 : k1 ? 1 : 0;
+    br_srv_query q = {"GET", path, args, n, NULL, 0};
+    br_srv_reply r;
+    assert_int_equal(br_srv_answer(s, &q, &r), BR_OK);
+    assert_int_equal(r.status, 200);
+    return r;
+}
+
+/* Top-k answers and /healthz byte for byte as the server wrote them when it
+ * rendered them with printf and jansson per request. */
+static void test_answer_text(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.max_k = 100;
+    br_srv *s = NULL;
+    br_diag d;
+    assert_int_equal(br_srv_create(&cfg, f->live, &s, &d), BR_OK);
+    br_srv_model *m = NULL;
+    assert_int_equal(br_srv_model_open(f->live, 1, &m, &d), BR_OK);
+    const br_rec *rec = br_srv_model_rec(m);
+    const br_model *model = br_srv_model_model(m);
+    br_rec_scratch *sc = NULL;
+    assert_int_equal(br_rec_scratch_create(rec, &sc, &d), BR_OK);
+    br_rec_item it[100];
+    size_t n = 0;
+    static const struct { uint32_t user; size_t k; int incl; } cases[] = {
+        {1, 40, 0}, {7, 5, 1}, {30, 100, 1}, {12, 1, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char user[16], k[16], q[128];
+        snprintf(user, sizeof user, "%u", cases[c].user);
+        snprintf(k, sizeof k, "%zu", cases[c].k);
+        br_srv_reply r = answer(s, "/v1/recommend", "user", user, "k", k, "include_read",
+                                cases[c].incl ? "true" : "0");
+        int64_t u = br_model_find_user(model, cases[c].user);
+        assert_true(u >= 0);
+        assert_int_equal(br_rec_user_index(rec, sc, (uint32_t)u, cases[c].k,
+                                           cases[c].incl ? BR_REC_INCLUDE_READ : 0, it, &n, &d),
+                         BR_OK);
+        snprintf(q, sizeof q, "\"user_id\":%u,\"k\":%zu,\"include_read\":%s", cases[c].user,
+                 cases[c].k, cases[c].incl ? "true" : "false");
+        char *want = ref_items(m, q, "predicted rating", it, n);
+        assert_string_equal(r.body, want);
+        assert_int_equal(r.len, strlen(want));
+        free(want);
+        br_srv_reply_free(&r);
+    }
+    br_srv_reply r = answer(s, "/v1/similar", "book", "5", "k", "39", NULL, NULL);
+    assert_int_equal(br_rec_similar(rec, sc, 5, 39, it, &n, &d), BR_OK);
+    char *want = ref_items(m, "\"book_id\":5,\"k\":39", "cosine", it, n);
+    assert_string_equal(r.body, want);
+    free(want);
+    br_srv_reply_free(&r);
+
+    /* /healthz: the answer's values in the former tree, dumped by jansson
+     * (the reals made reals again, so "3" for 3.0 would differ) */
+    r = answer(s, "/healthz", NULL, NULL, NULL, NULL, NULL, NULL);
+    json_error_t je;
+    json_t *got = json_loadb(r.body, r.len, 0, &je);
+    assert_non_null(got);
+    json_t *gm = json_object_get(got, "model");
+    assert_string_equal(json_string_value(json_object_get(gm, "path")), f->live);
+    assert_string_equal(json_string_value(json_object_get(gm, "kind")), "biased");
+    assert_string_equal(json_string_value(json_object_get(gm, "loss")), "mse");
+    assert_string_equal(json_string_value(json_object_get(gm, "fingerprint")),
+                        br_srv_model_fingerprint(m));
+    assert_int_equal(json_integer_value(json_object_get(gm, "dim")), 8);
+    assert_int_equal(json_integer_value(json_object_get(gm, "users")), 30);
+    assert_int_equal(json_integer_value(json_object_get(gm, "books")), 40);
+    assert_int_equal(json_integer_value(json_object_get(gm, "generation")), 1);
+    assert_int_equal(json_integer_value(json_object_get(gm, "format_version")), BR_MODEL_VERSION);
+    assert_string_equal(json_string_value(json_object_get(got, "kernel")),
+                        br_rec_kernel_name(rec));
+    json_t *o = json_object(), *mo = json_object();
+    json_object_set_new(o, "status", json_string("ok"));
+    static const char *const members[] = {"path", "generation", "fingerprint", "format_version",
+                                          "kind", "loss", "dim", "users", "books", "created",
+                                          "loaded"};
+    for (size_t i = 0; i < sizeof members / sizeof *members; i++)
+        json_object_set(mo, members[i], json_object_get(gm, members[i]));
+    json_object_set_new(mo, "load_seconds",
+                        json_real(json_number_value(json_object_get(gm, "load_seconds"))));
+    json_object_set_new(o, "model", mo);
+    json_object_set(o, "kernel", json_object_get(got, "kernel"));
+    json_object_set(o, "in_flight", json_object_get(got, "in_flight"));
+    json_object_set_new(o, "uptime_seconds",
+                        json_real(json_number_value(json_object_get(got, "uptime_seconds"))));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
+    assert_non_null(text);
+    assert_int_equal(r.len, strlen(text) + 1);
+    assert_memory_equal(r.body, text, strlen(text));
+    assert_int_equal(r.body[r.len - 1], '\n');
+    free(text);
+    json_decref(o);
+    json_decref(got);
+    br_srv_reply_free(&r);
+
+    br_rec_scratch_free(sc);
+    br_srv_model_unref(m);
+    br_srv_free(s);
+}
+
 /* The committed fuzz corpora of the server (tests/fuzz/corpus/fuzz_server_*,
  * crashes found by fuzzing included) through the same request decoding and
  * invariants as the fuzz targets: in every build, so no clang is needed. */
@@ -544,6 +813,8 @@ int main(void)
         cmocka_unit_test(test_routes_and_errors),
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_answer_text),
+        cmocka_unit_test(test_connections),
         cmocka_unit_test(test_fuzz_corpus_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
