@@ -951,13 +951,13 @@ static void test_rmse_by_hand(void **state)
 static void test_epoch_visits_every_rating(void **state)
 {
     (void)state;
-    for (int run = 0; run < 4; run++) {
+    for (int run = 0; run < 6; run++) {
         br_train_opts o;
         br_train_defaults(&o, BR_MODEL_BIASED, BR_LOSS_MSE, BR_OPTIM_SGD);
-        o.dim = 8;
+        o.dim = run < 4 ? 128 : 8;   /* reader by reader from 128, else rating by rating */
         o.lr = 1e-12f;
         o.threads = run % 2 ? 3 : 1;
-        o.reg_exp = run < 2 ? 0.25f : 0.0f;
+        o.reg_exp = run % 4 < 2 ? 0.25f : 0.0f;
         br_trainer *t = make_trainer(&o);
         br_params p;
         br_trainer_params(t, &p);
