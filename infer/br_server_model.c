@@ -158,24 +158,19 @@ br_err br_srv_model_open(const char *path, uint64_t generation, br_srv_model **o
         e = br_rec_create(m->model, &m->rec, diag);
     if (!e)
         e = br_srv_model_render_books(m, diag);
+    if (!e) {
+        snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx",
+                 (unsigned long long)br_model_checksum(m->model));
+        m->generation = generation;
+        m->loaded_unix = br_srv_now(CLOCK_REALTIME);
+        m->load_seconds = br_srv_now(CLOCK_MONOTONIC) - t0;
+        e = br_srv_model_render_status(m, diag);
+    }
     if (e) {
         br_rec_free(m->rec);
         free(m->book_json);
         free(m->book_off);
-        br_model_free(m->model);
-        free(m->path);
-        free(m);
-        return e;
-    }
-    snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx",
-             (unsigned long long)br_model_checksum(m->model));
-    m->generation = generation;
-    m->loaded_unix = br_srv_now(CLOCK_REALTIME);
-    m->load_seconds = br_srv_now(CLOCK_MONOTONIC) - t0;
-    if ((e = br_srv_model_render_status(m, diag)) != BR_OK) {
-        br_rec_free(m->rec);
-        free(m->book_json);
-        free(m->book_off);
+        free(m->status_json);
         br_model_free(m->model);
         free(m->path);
         free(m);
