@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct br_rng {
     uint64_t s[4];
@@ -75,6 +76,19 @@ static inline float br_rng_bell(br_rng *r)
     /* each term uniform on 0..65535 (+1/2 to centre the steps): variance
      * of the sum 4 x (65536^2 - 1) / 12 */
     return ((float)s + 2.0f - 131072.0f) * (float)(1.7320508075688772 / 65536.0);
+}
+
+/* Fisher-Yates shuffle of n items of `size` bytes (at most 64), the index
+ * by br_rng_below; inlined with a constant size, the swaps are plain moves. */
+static inline void br_rng_shuffle_items(br_rng *r, void *v, size_t n, size_t size)
+{
+    unsigned char *p = (unsigned char *)v, tmp[64];
+    for (size_t i = n; i > 1; i--) {
+        size_t j = br_rng_below(r, (uint32_t)i);
+        memcpy(tmp, p + (i - 1) * size, size);
+        memcpy(p + (i - 1) * size, p + j * size, size);
+        memcpy(p + j * size, tmp, size);
+    }
 }
 
 /* Fisher-Yates shuffle of n uint32 values. */

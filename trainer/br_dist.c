@@ -295,8 +295,9 @@ br_err br_dist_create(const br_dist_opts *o, br_dist **out, br_diag *diag)
         e = br_fail(diag, BR_ERR_UNSUPPORTED,
                     "distributed training covers --model dot|biased --loss mse --optim sgd");
     else if (to->dim == 0 || to->dim > 4096 || !(to->lr > 0) || !(to->reg >= 0) ||
-             !(to->reg_bias >= 0))
-        e = br_fail(diag, BR_ERR_ARG, "dimension must be 1..4096, lr > 0, regularisation >= 0");
+             !(to->reg_bias >= 0) || !(fabsf(to->reg_exp) <= 2))
+        e = br_fail(diag, BR_ERR_ARG, "dimension must be 1..4096, lr > 0, regularisation >= 0, "
+                    "its exponent within -2..2");
     else if (!(o->holdout >= 0 && o->holdout < 1))
         e = br_fail(diag, BR_ERR_ARG, "holdout must be in [0, 1)");
     e = br_dist_agree(t, e, diag);
@@ -394,13 +395,8 @@ br_err br_dist_create(const br_dist_opts *o, br_dist **out, br_diag *diag)
         MPI_Allreduce(MPI_IN_PLACE, t->regb, (int)t->n_books, MPI_FLOAT, MPI_SUM, t->comm);
         bytes += (uint64_t)R * t->n_books * sizeof(float);
         in->setup_bytes = bytes;
-        double mu = glob[1] / glob[4], mb = glob[1] / t->n_books;
-        for (uint32_t u = 0; u < t->r->n_users; u++)
-            t->regu[u] = t->regu[u] > 0 ? (float)(to->reg * pow(mu / t->regu[u], to->reg_exp))
-                                        : to->reg;
-        for (uint32_t b = 0; b < t->n_books; b++)
-            t->regb[b] = t->regb[b] > 0 ? (float)(to->reg * pow(mb / t->regb[b], to->reg_exp))
-                                        : to->reg;
+        br_row_weights(t->regu, t->r->n_users, glob[1] / glob[4], to->reg, to->reg_exp);
+        br_row_weights(t->regb, t->n_books, glob[1] / t->n_books, to->reg, to->reg_exp);
     }
 
     /* ---- parameters: rows drawn from (seed, id), whatever the rank count ---- */

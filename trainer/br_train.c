@@ -55,8 +55,9 @@ struct br_trainer {
     uint32_t nblk;
     uint64_t *blk_ptr;                      /* nblk*nblk + 1 offsets into data[] */
     uint32_t *rounds;                       /* this epoch's order of the nblk rounds */
-    /* Rating loss: inside each block, one reader's ratings are taken
-     * together; runs[run_ptr[k]..run_ptr[k+1]) are block k's readers. */
+    /* Rating loss with rows of BR_RUNS_MIN_STRIDE floats or more: inside
+     * each block one reader's ratings are taken together;
+     * runs[run_ptr[k]..run_ptr[k+1]) are block k's readers (else NULL). */
     struct br_run { uint32_t lo, n; } *runs;
     uint64_t *run_ptr;
     float *regu, *regb;                     /* per-row L2 weights (reg_exp != 0), else NULL */
@@ -123,34 +124,6 @@ void br_train_defaults_autorec(br_train_opts *o)
     o->init_std = 0.03f;
 }
 
-void br_trainer_free(br_trainer *t)
-{
-    if (!t)
-        return;
-    float *arr[] = {t->P, t->Q, t->bu, t->bb, t->mP, t->vP, t->mQ, t->vQ, t->ubs, t->bbs,
-                    t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb, t->sY,
-                    t->Y, t->Peff};
-    free(t->uptr);
-    free(t->uorder);
-    free(t->V);
-    free(t->mu);
-    free(t->bptr);
-    free(t->bcol);
-    free(t->bval);
-    free(t->border);
-    for (size_t i = 0; i < sizeof arr / sizeof *arr; i++)
-        free(arr[i]);
-    free(t->data);
-    free(t->tmp);
-    free(t->blk_ptr);
-    free(t->rounds);
-    free(t->runs);
-    free(t->run_ptr);
-    free(t->regu);
-    free(t->regb);
-    free(t);
-}
-
 void br_trainer_trim(br_trainer *t)
 {
     void *bufs[] = {t->data, t->tmp, t->blk_ptr, t->rounds, t->runs, t->run_ptr, t->regu,
@@ -166,6 +139,25 @@ void br_trainer_trim(br_trainer *t)
     t->bval = NULL;
     t->n_data = 0;
     t->data_src = NULL;
+}
+
+void br_trainer_free(br_trainer *t)
+{
+    if (!t)
+        return;
+    float *arr[] = {t->P, t->Q, t->bu, t->bb, t->mP, t->vP, t->mQ, t->vQ, t->ubs, t->bbs,
+                    t->powU, t->powB, t->sP, t->sQ, t->sbu, t->sbb, t->sY,
+                    t->Y, t->Peff};
+    free(t->uptr);
+    free(t->uorder);
+    free(t->V);
+    free(t->mu);
+    free(t->bptr);
+    free(t->border);
+    for (size_t i = 0; i < sizeof arr / sizeof *arr; i++)
+        free(arr[i]);
+    br_trainer_trim(t);
+    free(t);
 }
 
 br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_books,
@@ -460,16 +452,6 @@ static br_err br_block_sort(br_trainer *t, br_diag *diag)
     return BR_OK;
 }
 
-static void br_shuffle_triplets(br_rng *g, br_triplet *s, size_t n)
-{
-    for (size_t i = n; i > 1; i--) {
-        size_t j = br_rng_below(g, (uint32_t)i);
-        br_triplet x = s[i - 1];
-        s[i - 1] = s[j];
-        s[j] = x;
-    }
-}
-
 /* The reader-by-reader order pays from rows of 128 floats (512 bytes) up:
  * -j 2 on the 981k ratings, 10 epochs, M updates/s reader by reader against
  * rating by rating: dim 64 25.6-26.6 / 27.4-28.3, dim 128 18.4-18.7 /
@@ -515,6 +497,12 @@ static br_err br_block_runs(br_trainer *t, br_diag *diag)
     return BR_OK;
 }
 
+void br_row_weights(float *w, size_t n, double mean_count, float reg, float reg_exp)
+{
+    for (size_t i = 0; i < n; i++)
+        w[i] = w[i] > 0 ? (float)(reg * pow(mean_count / w[i], reg_exp)) : reg;
+}
+
 /* Per-row L2 weights reg x (mean count / count)^reg_exp from the training
  * ratings: with reg_exp > 0 a reader or book with few ratings is held
  * closer to zero per step than one with many (per step, because every
@@ -535,13 +523,8 @@ static br_err br_row_regs(br_trainer *t, br_diag *diag)
         t->regu[t->data[i].user] += 1.0f;
         t->regb[t->data[i].book] += 1.0f;
     }
-    double mu = (double)t->n_data / t->n_users, mb = (double)t->n_data / t->n_books;
-    for (uint32_t u = 0; u < t->n_users; u++)
-        t->regu[u] = t->regu[u] > 0 ? (float)(t->o.reg * pow(mu / t->regu[u], t->o.reg_exp))
-                                    : t->o.reg;
-    for (uint32_t b = 0; b < t->n_books; b++)
-        t->regb[b] = t->regb[b] > 0 ? (float)(t->o.reg * pow(mb / t->regb[b], t->o.reg_exp))
-                                    : t->o.reg;
+    br_row_weights(t->regu, t->n_users, (double)t->n_data / t->n_users, t->o.reg, t->o.reg_exp);
+    br_row_weights(t->regb, t->n_books, (double)t->n_data / t->n_books, t->o.reg, t->o.reg_exp);
     return BR_OK;
 }
 
@@ -630,13 +613,8 @@ static br_err br_trainer_prepare(br_trainer *t, const br_train_data *d, uint32_t
     /* User by user: a fresh order of users, and each user's ratings shuffled. */
     for (uint32_t u = 0; u < t->n_users; u++) {
         t->uorder[u] = u;
-        br_triplet *s = t->data + t->uptr[u];
-        for (size_t i = t->uptr[u + 1] - t->uptr[u]; i > 1; i--) {
-            size_t j = br_rng_below(&t->shuf, (uint32_t)i);
-            br_triplet x = s[i - 1];
-            s[i - 1] = s[j];
-            s[j] = x;
-        }
+        br_rng_shuffle_items(&t->shuf, t->data + t->uptr[u], t->uptr[u + 1] - t->uptr[u],
+                             sizeof *t->data);
     }
     br_rng_shuffle_u32(&t->shuf, t->uorder, t->n_users);
     return BR_OK;
@@ -911,12 +889,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                      * one flat pass, with no branch at each reader's end). */
                     struct br_run *rs = t->runs + t->run_ptr[k];
                     size_t nr = t->run_ptr[k + 1] - t->run_ptr[k];
-                    for (size_t i = nr; i > 1; i--) {
-                        size_t j = br_rng_below(&sg, (uint32_t)i);
-                        struct br_run x = rs[i - 1];
-                        rs[i - 1] = rs[j];
-                        rs[j] = x;
-                    }
+                    br_rng_shuffle_items(&sg, rs, nr, sizeof *rs);
                     uint64_t at = t->blk_ptr[k];
                     for (size_t q = 0; q < nr; q++) {
                         br_copy_shuffled(&sg, t->tmp + at, t->data + rs[q].lo, rs[q].n);
@@ -924,8 +897,8 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                         at += rs[q].n;
                     }
                 } else {
-                    br_shuffle_triplets(&sg, t->data + t->blk_ptr[k],
-                                        t->blk_ptr[k + 1] - t->blk_ptr[k]);
+                    br_rng_shuffle_items(&sg, t->data + t->blk_ptr[k],
+                                         t->blk_ptr[k + 1] - t->blk_ptr[k], sizeof *t->data);
                 }
             }
             if (t->runs) {

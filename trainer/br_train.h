@@ -107,6 +107,11 @@ br_err br_trainer_create(const br_train_opts *o, uint32_t n_users, uint32_t n_bo
                          float mean, br_trainer **out, br_diag *diag);
 void br_trainer_free(br_trainer *t);   /* NULL ok */
 
+/* Rating counts w[0..n) into L2 weights, in place: reg x (mean_count /
+ * count)^reg_exp, and reg for a row with no rating (see reg_exp). Shared by
+ * the single-process and the distributed trainer. */
+void br_row_weights(float *w, size_t n, double mean_count, float reg, float reg_exp);
+
 /* Frees the epochs' working copies of the ratings (the packed, blocked
  * ratings and their order: about 30 bytes a rating) once training is over,
  * before the model is written; the parameters stay. A later epoch would
