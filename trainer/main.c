@@ -484,65 +484,77 @@ static int run_distributed(int *argc, char ***argv, const cli *c, const br_train
 #endif
 }
 
-/* The genres (book_tags.csv + tags.csv, as much parsing as the ratings)
- * load on a thread of their own while the model trains: only the model
- * file needs them. tags_join before books is used or freed; idempotent. */
-typedef struct tags_job {
-    br_books *books;
-    const char *bt, *tn;
+/* A call on a thread of its own: the genres (book_tags.csv + tags.csv, as
+ * much parsing as the ratings) load beside the training, and the model file
+ * is written beside the ranking figures. bg_start runs fn(ctx) there (at
+ * once when no thread is to be had); bg_join waits for it and returns its
+ * result, and may be called again. */
+typedef struct bg_job {
+    br_err (*fn)(void *ctx, br_diag *d);
+    void *ctx;
     pthread_t thread;
     int running;
     br_err e;
     br_diag d;
-} tags_job;
+} bg_job;
 
-static void *tags_main(void *arg)
+static void *bg_main(void *arg)
 {
-    tags_job *j = arg;
-    j->e = br_books_load_tags(j->books, j->bt, j->tn, &j->d);
+    bg_job *j = arg;
+    j->e = j->fn(j->ctx, &j->d);
     return NULL;
 }
 
-static void tags_start(tags_job *j, br_books *books, const char *bt, const char *tn)
+static void bg_start(bg_job *j, br_err (*fn)(void *, br_diag *), void *ctx)
 {
     memset(j, 0, sizeof *j);
-    if (!books || !bt[0])
-        return;
-    j->books = books;
-    j->bt = bt;
-    j->tn = tn;
-    if (pthread_create(&j->thread, NULL, tags_main, j) == 0)
+    j->fn = fn;
+    j->ctx = ctx;
+    if (pthread_create(&j->thread, NULL, bg_main, j) == 0)
         j->running = 1;
     else
-        tags_main(j);   /* no thread to be had: now */
+        bg_main(j);
 }
 
-static void tags_join(tags_job *j)
+static br_err bg_join(bg_job *j)
 {
     if (j->running) {
         pthread_join(j->thread, NULL);
         j->running = 0;
     }
-    if (j->e) {
-        br_say("warning: no genres: %s\n", br_diag_text(&j->d, j->e));
+    return j->e;
+}
+
+typedef struct tags_args {
+    br_books *books;
+    const char *bt, *tn;
+} tags_args;
+
+static br_err tags_call(void *ctx, br_diag *d)
+{
+    const tags_args *a = ctx;
+    return a->books && a->bt[0] ? br_books_load_tags(a->books, a->bt, a->tn, d) : BR_OK;
+}
+
+/* The genres' result: a failure costs them only (a warning, once). */
+static void tags_join(bg_job *j)
+{
+    br_err e = bg_join(j);
+    if (e) {
+        br_say("warning: no genres: %s\n", br_diag_text(&j->d, e));
         j->e = BR_OK;
     }
 }
 
-/* br_model_save on a thread of its own (see the model file step). */
-typedef struct save_job {
+typedef struct save_args {
     const br_model_data *md;
     const char *path;
-    pthread_t thread;
-    br_err e;
-    br_diag d;
-} save_job;
+} save_args;
 
-static void *save_main(void *arg)
+static br_err save_call(void *ctx, br_diag *d)
 {
-    save_job *j = arg;
-    j->e = br_model_save(j->md, j->path, &j->d);
-    return NULL;
+    const save_args *a = ctx;
+    return br_model_save(a->md, a->path, d);
 }
 
 int main(int argc, char **argv)
@@ -768,8 +780,9 @@ int main(int argc, char **argv)
         free(fold);
         return die(eb, &db);
     }
-    tags_job tj;
-    tags_start(&tj, books, tpath, tnpath);
+    tags_args ta = {books, tpath, tnpath};
+    bg_job tj;
+    bg_start(&tj, tags_call, &ta);
 
     /* to_read pairs: extra positives for BPR (users and books the ratings know). */
     uint32_t *xu = NULL, *xb = NULL;
@@ -898,7 +911,7 @@ int main(int argc, char **argv)
     br_params prm;
     double best = INFINITY, train_time = 0, loss_v = 0;
     uint32_t best_epoch = 0, since = 0, ran = 0;
-    double test_rmse = NAN, test_mae = NAN;
+    double test_rmse = NAN, test_mae = NAN, last_rmse = NAN, last_mae = NAN;
     int tty = br_isatty(stderr);
     for (uint32_t ep = 0; ep < to.epochs; ep++) {
         double te0 = br_now();
@@ -914,8 +927,11 @@ int main(int argc, char **argv)
             /* the test figures of every epoch are for the progress line
              * (with -q only the final model's are computed, below: 0.6 s
              * less at dim 128) */
-            if (n_test && !c.quiet)
+            if (n_test && !c.quiet) {
                 br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &rm, &ma, NULL);
+                last_rmse = rm;
+                last_mae = ma;
+            }
             if (early) {
                 double vm;
                 br_eval_rmse(&prm, r, fold, BR_FOLD_VALID, c.threads, &vmetric, &vm, NULL);
@@ -972,8 +988,14 @@ int main(int argc, char **argv)
     malloc_trim(0);
 #endif
     br_trainer_params(tr, &prm);
-    if (loss == BR_LOSS_MSE && n_test)
-        br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &test_rmse, &test_mae, NULL);
+    if (loss == BR_LOSS_MSE && n_test) {
+        if (isfinite(last_rmse) && best_epoch == ran) {   /* the last epoch's, already measured */
+            test_rmse = last_rmse;
+            test_mae = last_mae;
+        } else {
+            br_eval_rmse(&prm, r, fold, BR_FOLD_TEST, c.threads, &test_rmse, &test_mae, NULL);
+        }
+    }
     if (isfinite(test_rmse))
         br_say("test RMSE %.4f  MAE %.4f  (%s held-out ratings)\n", test_rmse, test_mae,
             br_fmt_count(n_test, b5, sizeof b5));
@@ -1012,10 +1034,9 @@ int main(int argc, char **argv)
     md.read_idx = r->book;
     tags_join(&tj);
     md.books = books;
-    save_job sj = {.md = &md, .path = c.out};
-    int saving = pthread_create(&sj.thread, NULL, save_main, &sj) == 0;
-    if (!saving)
-        save_main(&sj);   /* no thread to be had: write it now */
+    save_args sa = {&md, c.out};
+    bg_job sj;
+    bg_start(&sj, save_call, &sa);
 
     br_rank_metrics rk = {0}, pop = {0};
     if (n_test) {
@@ -1024,8 +1045,7 @@ int main(int argc, char **argv)
         if (!e)
             e = br_eval_popularity(&known, &test_csr, r->n_books, c.topk, c.threads, &pop, &d);
         if (e) {
-            if (saving)
-                pthread_join(sj.thread, NULL);
+            bg_join(&sj);
             goto done;
         }
         br_say("ranking @%u over %zu users (%s):\n", c.topk, rk.users,
@@ -1036,10 +1056,7 @@ int main(int argc, char **argv)
             pop.recall, pop.ndcg, pop.hr, pop.map, pop.coverage);
     }
 
-    if (saving)
-        pthread_join(sj.thread, NULL);
-    if (sj.e) {
-        e = sj.e;
+    if ((e = bg_join(&sj)) != BR_OK) {
         d = sj.d;
         goto done;
     }

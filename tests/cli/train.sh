@@ -128,6 +128,17 @@ check "unwritable -o: names the path" has_fixed "$tmp/err" '/nonexistent-dir/x.m
 check "unwritable -o: no file created" [ ! -e /nonexistent-dir/x.model ]
 check "unwritable -o: no folder created" [ ! -e /nonexistent-dir ]
 
+# ---- --reg-exp out of range or for a loss that has none --------------------------
+
+run --ratings "$ratings" --loss mse -q --epochs 1 --dim 8 --reg-exp 5 -o "$tmp/rx.model"
+check "--reg-exp 5 fails" nonzero
+check "--reg-exp 5: error message" first_err_is_error
+check "--reg-exp 5: says the range" has_fixed "$tmp/err" 'within -2..2'
+run --ratings "$ratings" --loss bpr -q --epochs 1 --dim 8 --reg-exp 0.5 -o "$tmp/rx.model"
+check "--loss bpr --reg-exp 0.5 fails" nonzero
+check "--loss bpr --reg-exp 0.5: names what it needs" has_fixed "$tmp/err" '--loss mse --optim sgd'
+check "--reg-exp refused: no model written" [ ! -e "$tmp/rx.model" ]
+
 # ---- malformed CSV ------------------------------------------------------------
 
 mkdir -p "$tmp/badcsv"
