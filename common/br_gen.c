@@ -21,6 +21,7 @@
  * ascending, so the output is the same whichever column layout is chosen.
  */
 #include "br_gen.h"
+#include "br_fmt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -483,20 +484,6 @@ static void sink_flush(sink *s)
     s->len = 0;
 }
 
-/* Writes v in decimal at p; returns the number of bytes. */
-static inline size_t put_u32(char *p, uint32_t v)
-{
-    char tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 static void emit_user(sink *s, int user_first, uint32_t user, const uint32_t *books,
                       const unsigned char *ratings, uint32_t c)
 {
@@ -510,7 +497,7 @@ static void emit_user(sink *s, int user_first, uint32_t user, const uint32_t *bo
         return;
     }
     char us[12];
-    size_t ul = put_u32(us, user);
+    size_t ul = br_fmt_uint(us, user);
     for (uint32_t i = 0; i < c; i++) {
         if (s->cap - s->len < 32)
             sink_flush(s);
@@ -519,9 +506,9 @@ static void emit_user(sink *s, int user_first, uint32_t user, const uint32_t *bo
             memcpy(p, us, ul);
             p += ul;
             *p++ = ',';
-            p += put_u32(p, books[i] + 1);
+            p += br_fmt_uint(p, books[i] + 1);
         } else {
-            p += put_u32(p, books[i] + 1);
+            p += br_fmt_uint(p, books[i] + 1);
             *p++ = ',';
             memcpy(p, us, ul);
             p += ul;

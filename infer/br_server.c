@@ -17,7 +17,7 @@
  *
  * The hot answers (top-k lists, /healthz) are written straight into one
  * buffer from text rendered at model load and numbers formatted without
- * printf (br_server_fmt.h); errors, /v1/books and /metrics, rarer, still
+ * printf (br_fmt.h); errors, /v1/books and /metrics, rarer, still
  * go through jansson or stdio.
  *
  * Metrics are plain C11 atomics: request counts by route, method and
@@ -47,7 +47,7 @@
 
 #include "br_opt.h"
 #include "br_recommend.h"
-#include "br_server_fmt.h"
+#include "br_fmt.h"
 #include "br_server_model.h"
 
 /* ---- metrics ------------------------------------------------------------------ */

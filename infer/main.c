@@ -19,6 +19,7 @@
  * and formats; the logic lives in the library.
  */
 #include "br_books.h"
+#include "br_fmt.h"
 #include "br_io.h"
 #include "br_model.h"
 #include "br_opt.h"
@@ -376,19 +377,6 @@ static int sb_reserve(sbuf *b, size_t more)
     return 1;
 }
 
-static char *u32_to(char *p, uint32_t v)
-{
-    char tmp[10];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* CSV-ready titles (quoted where needed), one per internal book index. */
 static char **csv_titles(const br_model *m, uint32_t n_books)
 {
@@ -562,11 +550,12 @@ static int run_users(const br_rec *rec, const user_set *set, size_t k, int threa
                         e = br_fail(&d, BR_ERR_NOMEM, "out of memory");
                         break;
                     }
-                    char *p = u32_to(b.p + b.len, uids[u]);
+                    char *p = b.p + b.len;
+                    p += br_fmt_uint(p, uids[u]);
                     *p++ = ',';
-                    p = u32_to(p, (uint32_t)r + 1);
+                    p += br_fmt_uint(p, (uint32_t)r + 1);
                     *p++ = ',';
-                    p = u32_to(p, items[r].book_id);
+                    p += br_fmt_uint(p, items[r].book_id);
                     *p++ = ',';
                     p += snprintf(p, 24, "%.6g", (double)items[r].score);
                     *p++ = ',';

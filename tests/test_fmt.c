@@ -1,6 +1,6 @@
 /*
  * test_fmt.c - the server's printf-free number text
- * (infer/br_server_fmt.h) against what it replaces: snprintf's "%llu" and
+ * (common/br_fmt.h) against what it replaces: snprintf's "%llu" and
  * "%.7g", and jansson's real with JSON_REAL_PRECISION(7).
  *
  * "%.7g" is checked on every float within 64 ulps of each power of ten and
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "br_rng.h"
-#include "br_server_fmt.h"
+#include "br_fmt.h"
 
 static unsigned long g7_checked, g7_bad;
 

@@ -1,7 +1,8 @@
 /*
- * br_server_fmt.h - number formatting for the server's answers without
- * printf: the text of a whole number, and that of a float score exactly as
- * printf's "%.7g" writes it (what the answers have always carried).
+ * br_fmt.h - number text without printf: a whole number in decimal (the
+ * server's answers, bookrec-infer's CSV, bookrec-gen's ratings), and a
+ * float exactly as printf's "%.7g" writes it (the server's scores, what the
+ * answers have always carried).
  *
  * A top-k answer holds a dozen numbers; through vsnprintf they cost about
  * as many instructions as the rest of the request's user-space work outside
@@ -11,8 +12,8 @@
  *
  * Nothing here allocates, prints or fails.
  */
-#ifndef BR_SERVER_FMT_H
-#define BR_SERVER_FMT_H
+#ifndef BR_FMT_H
+#define BR_FMT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,5 @@
 /*
- * br_server_fmt.c - printf-free number text for the server's answers (see
- * br_server_fmt.h).
+ * br_fmt.c - printf-free number text (see br_fmt.h).
  *
  * "%.7g" of a float v = M * 2^E (M < 2^24): find the decimal exponent X
  * with 10^X <= |v| < 10^(X+1), take T = floor(|v| * 10^(6-X)) (seven
@@ -11,7 +10,7 @@
  * M * 10^(6-X) < 2^24 * 10^11 < 2^61 with a shift of at most 41 bits when
  * X <= 6, and M * 2^E < 2^50 divided by 10^(X-6) when X >= 7.
  */
-#include "br_server_fmt.h"
+#include "br_fmt.h"
 
 #include <stdio.h>
 #include <string.h>
