@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "worker_sockets.h"
+
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -540,39 +542,6 @@ static int ka_healthz(int fd, int ms)
     return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
 }
 
-/* Each worker of this process's server is an epoll set: the count of
- * sockets in each, into n[] (at most max sets); the number of sets. */
-static int worker_sockets(int *n, int max)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int sets = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && sets < max) {
-        char link[256] = "", path[300];
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t l = readlink(path, link, sizeof link - 1);
-        if (l <= 0 || !strstr(link, "eventpoll"))
-            continue;
-        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        char line[256];
-        n[sets] = 0;
-        while (fgets(line, sizeof line, f)) {
-            int tfd;
-            struct stat st;
-            if (sscanf(line, "tfd: %d", &tfd) == 1 && fstat(tfd, &st) == 0 && S_ISSOCK(st.st_mode))
-                n[sets]++;
-        }
-        fclose(f);
-        sets++;
-    }
-    closedir(d);
-    return sets;
-}
-
 /* Connections opened at once are shared evenly by the workers (with
  * libmicrohttpd's own accept, one worker could take up to ten in a row and
  * often took nearly all), and the connection limit holds: past it a
@@ -603,7 +572,7 @@ static void test_connections(void **state)
     for (int i = 0; i < 32; i++)
         assert_int_equal(ka_healthz(fds[i], 5000), 200);
     int n[4] = {0};
-    assert_int_equal(worker_sockets(n, 4), 2);
+    assert_int_equal(worker_sockets(getpid(), n, 4), 2);
     print_message("32 connections: %d and %d on the two workers\n", n[0], n[1]);
     assert_int_equal(n[0], 16);
     assert_int_equal(n[1], 16);

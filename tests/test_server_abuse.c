@@ -37,6 +37,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "worker_sockets.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -639,43 +641,6 @@ static void test_abuse(void **state)
     assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
-/* Sockets in each epoll set of process pid (one set per worker), into n[]
- * (at most max sets); the number of sets. */
-static int proc_worker_sockets(pid_t pid, int *n, int max)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%ld/fd", (long)pid);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int sets = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && sets < max) {
-        char link[256] = "", path[600];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (readlink(path, link, sizeof link - 1) <= 0 || !strstr(link, "eventpoll"))
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/fdinfo/%s", (long)pid, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        char line[256];
-        n[sets] = 0;
-        while (fgets(line, sizeof line, f)) {
-            int tfd;
-            char tl[256] = "", tp[600];
-            if (sscanf(line, "tfd: %d", &tfd) != 1)
-                continue;
-            snprintf(tp, sizeof tp, "%s/%d", dir, tfd);
-            if (readlink(tp, tl, sizeof tl - 1) > 0 && !strncmp(tl, "socket:", 7))
-                n[sets]++;
-        }
-        fclose(f);
-        sets++;
-    }
-    closedir(d);
-    return sets;
-}
-
 /* 32 connections opened at once, as wrk opens them, end up 16 and 16 on
  * the two workers (libmicrohttpd's own accept let one worker take them in
  * runs of up to ten: 32/0 and 25/7 were common, and every request of the
@@ -711,7 +676,7 @@ static void test_balance(void **state)
         assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
     }
     int n[4] = {0};
-    assert_int_equal(proc_worker_sockets(s.pid, n, 4), 2);
+    assert_int_equal(worker_sockets(s.pid, n, 4), 2);
     print_message("%d connections opened at once: %d and %d on the two workers\n", N, n[0],
                   n[1]);
     assert_int_equal(n[0], N / 2);
