@@ -5,9 +5,11 @@
  *
  *   bench-train [--data DIR] [--epochs N] [--dims 8,32,64] [--kernel avx2|scalar]
  *
- * Each configuration runs N epochs (default 5) after one warm-up epoch and
- * reports the median epoch's updates per second (shuffle included), per
- * thread, and the 2-thread / 1-thread ratio measured in the same run.
+ * Each configuration trains one model on 1 thread and one on 2, their N
+ * epochs (default 5, after one warm-up epoch each) interleaved so that both
+ * see the same moments of a noisy host, and reports the median epoch's
+ * updates per second (shuffle included), per thread, and the median of the
+ * epoch pairs' 2-thread / 1-thread ratios.
  */
 #include "br_data.h"
 #include "br_kernels.h"
@@ -26,10 +28,8 @@ static int cmp_d(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median epoch seconds of one configuration. */
-static double run(const br_ratings *r, const uint32_t *idx, size_t n, const br_csr *pos,
-                  br_loss_kind loss, br_optim_kind optim, uint32_t dim, int threads,
-                  unsigned epochs)
+static br_trainer *make(const br_ratings *r, br_loss_kind loss, br_optim_kind optim,
+                        uint32_t dim, int threads)
 {
     br_train_opts o;
     br_train_defaults(&o, BR_MODEL_BIASED, loss, optim);
@@ -41,22 +41,50 @@ static double run(const br_ratings *r, const uint32_t *idx, size_t n, const br_c
         fprintf(stderr, "bench-train: error: %s\n", d.msg);
         exit(1);
     }
-    br_train_data td = {.r = r, .idx = idx, .n = n, .pos = pos};
-    double times[64], loss_v;
+    return t;
+}
+
+static double epoch(br_trainer *t, const br_train_data *td, unsigned e)
+{
+    br_diag d;
+    double loss_v, t0 = br_now();
+    if (br_trainer_epoch(t, td, e, &loss_v, &d)) {
+        fprintf(stderr, "bench-train: error: %s\n", d.msg);
+        exit(1);
+    }
+    return br_now() - t0;
+}
+
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+/* One configuration on 1 and on 2 threads, their epochs interleaved (1T,
+ * 2T, 1T, 2T, ...) so that both see the same moments of a noisy host:
+ * median epoch seconds of each into s1, s2, and the median of the
+ * per-pair ratios into ratio. */
+static void run(const br_ratings *r, const br_train_data *td, br_loss_kind loss,
+                br_optim_kind optim, uint32_t dim, unsigned epochs, double *s1, double *s2,
+                double *ratio)
+{
+    br_trainer *t1 = make(r, loss, optim, dim, 1), *t2 = make(r, loss, optim, dim, 2);
+    double a[64], b[64], q[64];
     if (epochs > 64)
         epochs = 64;
-    for (unsigned e = 0; e <= epochs; e++) {
-        double t0 = br_now();
-        if (br_trainer_epoch(t, &td, e, &loss_v, &d)) {
-            fprintf(stderr, "bench-train: error: %s\n", d.msg);
-            exit(1);
-        }
-        if (e > 0)
-            times[e - 1] = br_now() - t0;
+    epoch(t1, td, 0);   /* warm-up */
+    epoch(t2, td, 0);
+    for (unsigned e = 1; e <= epochs; e++) {
+        a[e - 1] = epoch(t1, td, e);
+        b[e - 1] = epoch(t2, td, e);
+        q[e - 1] = a[e - 1] / b[e - 1];
     }
-    br_trainer_free(t);
-    qsort(times, epochs, sizeof *times, cmp_d);
-    return times[epochs / 2];
+    br_trainer_free(t1);
+    br_trainer_free(t2);
+    *s1 = median(a, epochs);
+    *s2 = median(b, epochs);
+    *ratio = median(q, epochs);
 }
 
 int main(int argc, char **argv)
@@ -110,7 +138,9 @@ int main(int argc, char **argv)
             idx[n++] = (uint32_t)i;
     br_csr_by_user(r, fold, BR_FOLD_TRAIN, &pos, &d);
 
-    printf("kernels: %s; %zu training ratings; median of %u epochs (shuffle included)\n\n",
+    br_train_data td = {.r = r, .idx = idx, .n = n, .pos = &pos};
+    printf("kernels: %s; %zu training ratings; median of %u epochs (shuffle included), "
+           "1- and 2-thread epochs interleaved; 2T / 1T is the median of the pairs' ratios\n\n",
            br_kernels_get()->name, n, epochs);
     printf("| loss | optim | dim | M updates/s, 1 thread | M updates/s, 2 threads | "
            "per core at 2 threads | 2T / 1T |\n");
@@ -128,10 +158,10 @@ int main(int argc, char **argv)
                 p++;
             if (dim == 0)
                 break;
-            double t1 = run(r, idx, n, &pos, cfg[c].loss, cfg[c].optim, dim, 1, epochs);
-            double t2 = run(r, idx, n, &pos, cfg[c].loss, cfg[c].optim, dim, 2, epochs);
+            double t1, t2, ratio;
+            run(r, &td, cfg[c].loss, cfg[c].optim, dim, epochs, &t1, &t2, &ratio);
             printf("| %s | %s | %u | %.1f | %.1f | %.1f | %.2fx |\n", cfg[c].l, cfg[c].o, dim,
-                   n / t1 / 1e6, n / t2 / 1e6, n / t2 / 2e6, t1 / t2);
+                   n / t1 / 1e6, n / t2 / 1e6, n / t2 / 2e6, ratio);
             fflush(stdout);
         }
     }

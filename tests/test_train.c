@@ -977,6 +977,53 @@ static void test_epoch_visits_every_rating(void **state)
     }
 }
 
+/* Readers and books are cut into groups holding equal shares of the
+ * ratings: with one book rated by every reader (more than a group's share,
+ * so some book groups stay empty) and one reader who rated every book, an
+ * epoch on 1, 2 and 3 threads (2, 4 and 6 groups) still takes each rating
+ * exactly once. */
+static void test_epoch_skewed_groups(void **state)
+{
+    (void)state;
+    enum { NU = 40, NB = 12, N = NU + NB - 1 };
+    uint32_t uid[N], bid[N];
+    float val[N];
+    size_t n = 0;
+    for (uint32_t u = 1; u <= NU; u++, n++)
+        uid[n] = u, bid[n] = 1, val[n] = (float)(1 + u % 5);
+    for (uint32_t b = 2; b <= NB; b++, n++)
+        uid[n] = 1, bid[n] = b, val[n] = (float)(1 + b % 5);
+    br_ratings *r = NULL;
+    br_diag d;
+    br_diag_clear(&d);
+    must(br_ratings_build(uid, bid, val, n, &r, &d), &d, "br_ratings_build");
+    uint32_t idx[N];
+    for (uint32_t i = 0; i < N; i++)
+        idx[i] = i;
+    for (int threads = 1; threads <= 3; threads++) {
+        br_train_opts o;
+        br_train_defaults(&o, BR_MODEL_BIASED, BR_LOSS_MSE, BR_OPTIM_SGD);
+        o.dim = 8;
+        o.lr = 1e-12f;
+        o.threads = threads;
+        br_trainer *t = NULL;
+        must(br_trainer_create(&o, r->n_users, r->n_books, 3.0f, &t, &d), &d, "create");
+        br_params p;
+        br_trainer_params(t, &p);
+        double se = 0;
+        for (size_t i = 0; i < n; i++) {
+            double e = r->rating[i] - br_params_score(&p, r->user[i], r->book[i]);
+            se += e * e;
+        }
+        br_train_data td = {.r = r, .idx = idx, .n = n};
+        double got;
+        must(br_trainer_epoch(t, &td, 0, &got, &d), &d, "br_trainer_epoch");
+        assert_true(fabs(got - se / n) < 1e-6 * (se / n));
+        br_trainer_free(t);
+    }
+    br_ratings_free(r);
+}
+
 /* reg_exp: a row's L2 weight is reg x (mean count / its count)^reg_exp.
  * Reader 1 and book 1 rate / are rated once, the other three readers rate
  * the other three books (mean count 10/4 = 2.5 for both), so the isolated
@@ -1065,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_ranking_prescan_equals_full_scan),
         cmocka_unit_test(test_rmse_by_hand),
         cmocka_unit_test(test_row_regularisation),
+        cmocka_unit_test(test_epoch_skewed_groups),
     };
     int fails = cmocka_run_group_tests_name("planted", planted_tests, setup_planted,
                                             teardown_planted);
