@@ -55,6 +55,9 @@ struct br_trainer {
     uint32_t nblk;
     uint64_t *blk_ptr;                      /* nblk*nblk + 1 offsets into data[] */
     uint32_t *rounds;                       /* this epoch's order of the nblk rounds */
+    uint32_t *claim;                        /* per round and reader group: the epoch
+                                               (claim_gen) that took its block */
+    uint32_t claim_gen;
     /* Rating loss with rows of BR_RUNS_MIN_STRIDE floats or more: inside
      * each block one reader's ratings are taken together;
      * runs[run_ptr[k]..run_ptr[k+1]) are block k's readers (else NULL). */
@@ -126,13 +129,13 @@ void br_train_defaults_autorec(br_train_opts *o)
 
 void br_trainer_trim(br_trainer *t)
 {
-    void *bufs[] = {t->data, t->tmp, t->blk_ptr, t->rounds, t->runs, t->run_ptr, t->regu,
-                    t->regb, t->bcol, t->bval};
+    void *bufs[] = {t->data, t->tmp, t->blk_ptr, t->rounds, t->claim, t->runs, t->run_ptr,
+                    t->regu, t->regb, t->bcol, t->bval};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     t->data = t->tmp = NULL;
     t->blk_ptr = t->run_ptr = NULL;
-    t->rounds = NULL;
+    t->rounds = t->claim = NULL;
     t->runs = NULL;
     t->regu = t->regb = NULL;
     t->bcol = NULL;
@@ -454,11 +457,14 @@ static br_err br_block_sort(br_trainer *t, br_diag *diag)
         B = t->n_books;
     free(t->blk_ptr);
     free(t->rounds);
+    free(t->claim);
     t->nblk = B;
     t->blk_ptr = calloc((size_t)B * B + 1, sizeof *t->blk_ptr);
     t->rounds = malloc((size_t)B * sizeof *t->rounds);
+    t->claim = calloc((size_t)B * B, sizeof *t->claim);
+    t->claim_gen = 0;
     uint64_t *pos = malloc(((size_t)B * B + 1) * sizeof *pos);
-    if (!t->blk_ptr || !t->rounds || !pos) {
+    if (!t->blk_ptr || !t->rounds || !t->claim || !pos) {
         free(pos);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
     }
@@ -883,6 +889,12 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
     int nth = t->o.threads;
     size_t n = t->n_data;
     double total = 0;
+    uint32_t gen = ++t->claim_gen;   /* this epoch's blocks are claimed with it */
+    if (gen == 0) {                   /* 0 means "never claimed": start again at 1 */
+        gen = t->claim_gen = 1;
+        if (t->claim)
+            memset(t->claim, 0, (size_t)t->nblk * t->nblk * sizeof *t->claim);
+    }
 
 #pragma omp parallel num_threads(nth) reduction(+ : total)
     {
@@ -917,7 +929,7 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
              * stay in its core's caches and only book rows change cores
              * (with any thread taking any block, 2 threads ran 1.7x one at
              * dim 32; owning, 2.1x). The groups hold equal shares of the
-             * ratings (br_group_cut), which keeps static rounds balanced. */
+             * ratings (br_group_cut), which keeps the rounds balanced. */
             uint32_t B = t->nblk;
 #pragma omp for schedule(static)
             for (uint32_t k = 0; k < B * B; k++) {
@@ -950,16 +962,26 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
                     t->tmp = x;
                 }
             }
+            /* Each round: first the blocks of the thread's own reader
+             * groups, then, from the far end, other threads' blocks not yet
+             * claimed (a thread on a slower core is relieved of its last
+             * blocks instead of keeping the others waiting). */
+            uint32_t lo = B * (uint32_t)tid / (uint32_t)T, hi = B * (uint32_t)(tid + 1) / (uint32_t)T;
             for (uint32_t r = 0; r < B; r++) {
-                uint32_t s = t->rounds[r];
-#pragma omp for schedule(static)
-                for (uint32_t i = 0; i < B; i++) {
+                uint32_t s = t->rounds[r], *cl = t->claim + (size_t)r * B;
+                for (uint32_t q = 0, own = hi - lo; q < B; q++) {
+                    uint32_t i = q < own ? lo + q : B - 1 - (q - own);
+                    if (q >= own && i < hi)
+                        i -= own;   /* past the own groups: the ones below them */
+                    if (__atomic_exchange_n(&cl[i], gen, __ATOMIC_ACQ_REL) == gen)
+                        continue;   /* taken by another thread */
                     uint32_t g = (i + s) % B, blk = i * B + g;
                     br_rng bg;   /* per block, so any thread count draws the same */
                     br_rng_seed(&bg, t->o.seed ^ ((uint64_t)epoch << 32) ^
                                          (uint64_t)(blk + 1) * 0x9e3779b97f4a7c15ULL);
                     acc += br_run_block(t, d, t->blk_ptr[blk], t->blk_ptr[blk + 1], lr, &a, &bg);
                 }
+#pragma omp barrier
             }
         }
         total += acc;
