@@ -117,10 +117,18 @@ wrk -t 1 -c 8 -d 1s "$B/healthz" >/dev/null
 
 : >"$TMP/h.txt"
 : >"$TMP/r.txt"
+# The host may slow one core against the other (a shared machine), which
+# shows in the tail: bench-train's core check (the same SGD steps on both
+# cores at once, 0.4 s) before each round prints the two speeds' ratio.
+core() {
+    [ -x "$BUILD/bench-train" ] || return 0
+    "$BUILD/bench-train" --core-check | sed -n 's/.*(\([0-9.]*:1\)).*/  cores \1/p'
+}
 for r in $(seq 1 "$ROUNDS"); do
+    c=$(core)
     run "healthz$r" -d "${SECS}s" "$B/healthz" >>"$TMP/h.txt"
     run "recommend$r" -d "${SECS}s" -s "$TMP/recommend.lua" "$B" >>"$TMP/r.txt"
-    echo "round $r: healthz $(tail -1 "$TMP/h.txt" | cut -d' ' -f1-3)   recommend $(tail -1 "$TMP/r.txt" | cut -d' ' -f1-3)"
+    echo "round $r: healthz $(tail -1 "$TMP/h.txt" | cut -d' ' -f1-3)   recommend $(tail -1 "$TMP/r.txt" | cut -d' ' -f1-3)$c"
 done
 h_rps=$(cut -d' ' -f1 "$TMP/h.txt" | median)
 h_p50=$(cut -d' ' -f2 "$TMP/h.txt" | median)

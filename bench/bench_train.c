@@ -4,6 +4,7 @@
  * threads, on the real ratings (80% train split, as bookrec-train uses).
  *
  *   bench-train [--data DIR] [--epochs N] [--dims 8,32,64] [--kernel avx2|scalar]
+ *   bench-train --core-check
  *
  * Each configuration trains one model on 1 thread and one on 2, their N
  * epochs (default 5, after one warm-up epoch each) interleaved so that both
@@ -158,12 +159,14 @@ int main(int argc, char **argv)
 {
     const char *data = NULL, *dims_s = "8,32,64", *kernel = NULL;
     unsigned epochs = 5;
-    int help = 0;
+    int help = 0, core_check = 0;
     const br_opt opts[] = {
         {0, "data", BR_OPT_STR, &data, "DIR", "goodbooks-10k folder"},
         {0, "epochs", BR_OPT_UINT, &epochs, "N", "timed epochs per configuration (default 5)"},
         {0, "dims", BR_OPT_STR, &dims_s, "LIST", "dimensions (default 8,32,64)"},
         {0, "kernel", BR_OPT_STR, &kernel, "NAME", "scalar to force the reference kernels"},
+        {0, "core-check", BR_OPT_FLAG, &core_check, NULL,
+         "only the core check (no data needed), then exit"},
         {'h', "help", BR_OPT_FLAG, &help, NULL, "show this help"},
         {0, NULL, 0, NULL, NULL, NULL},
     };
@@ -175,6 +178,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench-train: error: %s\n", br_diag_text(&d, e));
         br_opt_usage(e ? stderr : stdout, "bench-train [options]", opts);
         return e ? 2 : 0;
+    }
+    if (core_check) {
+        probe_cores();
+        return 0;
     }
     if (epochs == 0)
         epochs = 1;
