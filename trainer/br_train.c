@@ -967,7 +967,8 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
              * groups, then, from the far end, other threads' blocks not yet
              * claimed (a thread on a slower core is relieved of its last
              * blocks instead of keeping the others waiting). */
-            uint32_t lo = B * (uint32_t)tid / (uint32_t)T, hi = B * (uint32_t)(tid + 1) / (uint32_t)T;
+            uint32_t lo = B * (uint32_t)tid / (uint32_t)T;
+            uint32_t hi = B * (uint32_t)(tid + 1) / (uint32_t)T;
             for (uint32_t r = 0; r < B; r++) {
                 uint32_t s = t->rounds[r], *cl = t->claim + (size_t)r * B;
                 for (uint32_t q = 0, own = hi - lo; q < B; q++) {
