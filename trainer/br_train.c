@@ -875,6 +875,21 @@ static double br_run_block(br_trainer *t, const br_train_data *d, uint64_t lo, u
     return acc;
 }
 
+/* Round r's block of reader group i, if no other thread has claimed it in
+ * this epoch (gen): trains it and returns its summed loss, else 0. */
+static double br_round_block(br_trainer *t, const br_train_data *d, uint32_t r, uint32_t i,
+                             uint32_t gen, uint32_t epoch, float lr, const br_adam *a)
+{
+    uint32_t B = t->nblk;
+    if (__atomic_exchange_n(&t->claim[(size_t)r * B + i], gen, __ATOMIC_ACQ_REL) == gen)
+        return 0;
+    uint32_t blk = i * B + (i + t->rounds[r]) % B;
+    br_rng bg;   /* per block, so any thread count draws the same */
+    br_rng_seed(&bg, t->o.seed ^ ((uint64_t)epoch << 32) ^
+                         (uint64_t)(blk + 1) * 0x9e3779b97f4a7c15ULL);
+    return br_run_block(t, d, t->blk_ptr[blk], t->blk_ptr[blk + 1], lr, a, &bg);
+}
+
 br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, double *loss,
                         br_diag *diag)
 {
@@ -970,19 +985,11 @@ br_err br_trainer_epoch(br_trainer *t, const br_train_data *d, uint32_t epoch, d
             uint32_t lo = B * (uint32_t)tid / (uint32_t)T;
             uint32_t hi = B * (uint32_t)(tid + 1) / (uint32_t)T;
             for (uint32_t r = 0; r < B; r++) {
-                uint32_t s = t->rounds[r], *cl = t->claim + (size_t)r * B;
-                for (uint32_t q = 0, own = hi - lo; q < B; q++) {
-                    uint32_t i = q < own ? lo + q : B - 1 - (q - own);
-                    if (q >= own && i < hi)
-                        i -= own;   /* past the own groups: the ones below them */
-                    if (__atomic_exchange_n(&cl[i], gen, __ATOMIC_ACQ_REL) == gen)
-                        continue;   /* taken by another thread */
-                    uint32_t g = (i + s) % B, blk = i * B + g;
-                    br_rng bg;   /* per block, so any thread count draws the same */
-                    br_rng_seed(&bg, t->o.seed ^ ((uint64_t)epoch << 32) ^
-                                         (uint64_t)(blk + 1) * 0x9e3779b97f4a7c15ULL);
-                    acc += br_run_block(t, d, t->blk_ptr[blk], t->blk_ptr[blk + 1], lr, &a, &bg);
-                }
+                for (uint32_t i = lo; i < hi; i++)
+                    acc += br_round_block(t, d, r, i, gen, epoch, lr, &a);
+                for (uint32_t i = B; i-- > 0;)
+                    if (i < lo || i >= hi)
+                        acc += br_round_block(t, d, r, i, gen, epoch, lr, &a);
 #pragma omp barrier
             }
         }

@@ -6,13 +6,16 @@
  * `stride` floats, 64-byte aligned, zero padded; biases; the global mean) and
  * the optimiser's state. br_trainer_epoch runs one pass over the training
  * ratings in a fresh random order, on the block schedule of DSGD / LIBMF:
- * users and books are cut into B = 2 x threads groups, the ratings into B x B
- * blocks, and an epoch is B rounds of B blocks that share no user and no
- * book, taken by the OpenMP threads as they come free; inside a block the
- * updates are the lock-free (Hogwild) steps. So threads never write the same
- * embedding row at once (they scale: 1.8x at 2 threads), except for BPR's
- * sampled negative books, which come from the whole catalogue and are
- * updated Hogwild-style. Rounds are reordered every epoch and blocks
+ * users and books are cut into B = 2 x threads groups of consecutive ids
+ * holding equal shares of the ratings, the ratings into B x B blocks, and an
+ * epoch is B rounds of B blocks that share no user and no book. A thread
+ * owns the same reader groups in every round (their rows stay in its
+ * core's caches) and, done with them, takes the blocks other threads have
+ * not started; inside a block the updates are the lock-free (Hogwild)
+ * steps. So threads never write the same embedding row at once (they
+ * scale: 2.0x at 2 threads, dim 32, when the host runs both cores at one
+ * speed), except for BPR's sampled negative books, which come from the
+ * whole catalogue and are updated Hogwild-style. Rounds are reordered every epoch and blocks
  * reshuffled inside: rating by rating, except for the rating loss with
  * rows of 128 floats or more, reader by reader (the block's readers in a
  * fresh order, each one's ratings shuffled), so a reader's row stays in
