@@ -185,8 +185,6 @@ static br_srv_tls *br_srv_tls_get(br_srv *s, const br_rec *rec)
 
 /* ---- answers ------------------------------------------------------------------- */
 
-static json_t *br_srv_str(const char *s);
-
 /* What a route handler answers into: the server, the request and the
  * reply being made. */
 typedef struct br_srv_ctx {
@@ -285,7 +283,7 @@ static int br_srv_error(br_srv_ctx *cx, unsigned status, const char *allow,
     br_srv_utf8_fix(msg);   /* request bytes quoted in the message may be anything */
     json_t *doc = json_object();
     if (doc)
-        json_object_set_new(doc, "error", br_srv_str(msg));
+        json_object_set_new(doc, "error", br_srv_json_str(msg));
     return br_srv_send_json(cx, status, doc, allow);
 }
 
@@ -313,11 +311,6 @@ static br_srv_model *br_srv_acquire(br_srv_ctx *cx)
     return sm;
 }
 
-static json_t *br_srv_str(const char *s)
-{
-    json_t *j = json_string(s);   /* NULL for invalid UTF-8 */
-    return j ? j : json_string("");
-}
 
 /* Appends n bytes of s at p; returns the new end. */
 static char *br_srv_cat(char *p, const char *s, size_t n)
@@ -666,13 +659,13 @@ static int br_srv_get_book(br_srv_ctx *cx,
         br_model_book_info(m, (uint32_t)b, &bk);
         json_t *o = json_object();
         json_object_set_new(o, "book_id", json_integer(id));
-        json_object_set_new(o, "title", br_srv_str(bk.title));
-        json_object_set_new(o, "authors", br_srv_str(bk.authors));
+        json_object_set_new(o, "title", br_srv_json_str(bk.title));
+        json_object_set_new(o, "authors", br_srv_json_str(bk.authors));
         json_object_set_new(o, "year", bk.year ? json_integer(bk.year) : json_null());
         json_object_set_new(o, "average_rating",
                             isfinite(bk.avg_rating) ? json_real(bk.avg_rating) : json_null());
         json_object_set_new(o, "ratings_count", json_integer(bk.ratings_count));
-        json_object_set_new(o, "genre", *bk.genre ? br_srv_str(bk.genre) : json_null());
+        json_object_set_new(o, "genre", *bk.genre ? br_srv_json_str(bk.genre) : json_null());
         json_object_set_new(o, "goodreads_id", bk.goodreads_id
                                                    ? json_integer((json_int_t)bk.goodreads_id)
                                                    : json_null());
@@ -1467,6 +1460,22 @@ static int br_srv_listen(br_srv *s, int v6)
     return fd;
 }
 
+/* Stops the workers' daemons (those started) and closes the listening
+ * socket and the acceptor's eventfd (the acceptor has ended, or never ran). */
+static void br_srv_close_workers(br_srv *s)
+{
+    for (unsigned i = 0; s->workers && i < s->cfg.threads; i++)
+        if (s->workers[i].daemon)
+            MHD_stop_daemon(s->workers[i].daemon);
+    free(s->workers);
+    s->workers = NULL;
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    s->listen_fd = s->wake_fd = -1;
+}
+
 br_err br_srv_start(br_srv *s, br_diag *diag)
 {
     if (!s || s->workers || s->stopped)
@@ -1504,8 +1513,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->wake_fd < 0) {
         br_err e = br_fail(diag, BR_ERR_IO, "eventfd: %s", strerror(errno));
-        close(s->listen_fd);
-        s->listen_fd = -1;
+        br_srv_close_workers(s);
         return e;
     }
     /* MHD_USE_ITC: a connection handed over wakes its worker at once */
@@ -1541,14 +1549,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     if (ok && pthread_create(&s->acceptor, NULL, br_srv_accept_main, s) == 0)
         s->acceptor_ok = 1;
     if (!s->acceptor_ok) {
-        for (unsigned i = 0; s->workers && i < s->cfg.threads; i++)
-            if (s->workers[i].daemon)
-                MHD_stop_daemon(s->workers[i].daemon);
-        free(s->workers);
-        s->workers = NULL;
-        close(s->listen_fd);
-        close(s->wake_fd);
-        s->listen_fd = s->wake_fd = -1;
+        br_srv_close_workers(s);
         s->port = 0;
         return br_fail(diag, BR_ERR_IO, "cannot start %u HTTP workers on %s port %u",
                        s->cfg.threads, s->host, s->cfg.port);
@@ -1595,16 +1596,10 @@ unsigned br_srv_stop(br_srv *s, unsigned drain_ms)
     s->listen_fd = -1;
     unsigned left = atomic_load(&s->in_flight);
     for (unsigned waited = 0; left && waited < drain_ms; waited += 5) {
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
+        br_srv_nap_ms(5);
         left = atomic_load(&s->in_flight);
     }
-    for (unsigned i = 0; i < s->cfg.threads; i++)
-        MHD_stop_daemon(s->workers[i].daemon);
-    free(s->workers);
-    s->workers = NULL;
-    close(s->wake_fd);
-    s->wake_fd = -1;
+    br_srv_close_workers(s);
     return left;
 }
 

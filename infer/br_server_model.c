@@ -89,7 +89,7 @@ static void br_srv_model_iso_time(double unix_s, char *out, size_t n)
     strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static json_t *br_srv_model_str(const char *s)
+json_t *br_srv_json_str(const char *s)
 {
     json_t *j = json_string(s);   /* NULL for invalid UTF-8 */
     return j ? j : json_string("");
@@ -105,7 +105,7 @@ static br_err br_srv_model_render_status(br_srv_model *m, br_diag *diag)
     br_srv_model_iso_time(m->loaded_unix, loaded, sizeof loaded);
     json_t *mo = json_object(), *kernel = json_string(br_rec_kernel_name(m->rec));
     if (mo) {
-        json_object_set_new(mo, "path", br_srv_model_str(m->path));
+        json_object_set_new(mo, "path", br_srv_json_str(m->path));
         json_object_set_new(mo, "generation", json_integer((json_int_t)m->generation));
         json_object_set_new(mo, "fingerprint", json_string(m->fingerprint));
         json_object_set_new(mo, "format_version", json_integer(BR_MODEL_VERSION));

@@ -56,6 +56,11 @@ const char *br_srv_model_book_json(const br_srv_model *m, uint32_t b, size_t *le
  * *len receives its length. */
 const char *br_srv_model_status_json(const br_srv_model *m, size_t *len);
 
+/* A JSON string of s, or "" when s is not valid UTF-8 (jansson's json_t;
+ * NULL only when out of memory). */
+struct json_t;
+struct json_t *br_srv_json_str(const char *s);
+
 /* "dot", "biased", "mlp" or "unknown" for a BR_MODEL_* kind. */
 const char *br_srv_model_kind_name(uint32_t kind);
 
