@@ -21,8 +21,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "worker_sockets.h"
-
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -176,6 +174,25 @@ static void install(const fixture *f, const char *src)
 
 /* ---- a minimal HTTP client ------------------------------------------------------- */
 
+/* A connection to 127.0.0.1:port (loopback only), or -1. With burst, the
+ * connect does not wait (as wrk opens its connections: they reach the
+ * server all at once) and the socket stays non-blocking. */
+static int lo_connect(unsigned port, int burst)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | (burst ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && !(burst && errno == EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Sends raw (a whole request) to 127.0.0.1:port and reads the answer to
  * EOF. Returns the status (0 on a connection failure); the body (malloc'd,
  * NUL-terminated) goes to *body if body is not NULL. */
@@ -183,20 +200,12 @@ static int http_raw(unsigned port, const char *raw, size_t rawlen, char **body)
 {
     if (body)
         *body = NULL;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = lo_connect(port, 0);
     if (fd < 0)
         return 0;
     struct timeval tv = {20, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);   /* loopback only */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return 0;
-    }
     size_t off = 0;
     while (off < rawlen) {
         ssize_t w = send(fd, raw + off, rawlen - off, MSG_NOSIGNAL);
@@ -287,17 +296,13 @@ static void test_cell_refcount(void **state)
     assert_int_equal(br_srv_model_live(), live0);
 }
 
-static br_srv *start(const fixture *f, unsigned max_k, size_t max_body)
+/* A server of cfg (on a free port) started on the fixture's live model. */
+static br_srv *start_cfg(const fixture *f, br_srv_config *cfg)
 {
-    br_srv_config cfg;
-    br_srv_config_default(&cfg);
-    cfg.port = 0;
-    cfg.threads = 2;
-    cfg.max_k = max_k;
-    cfg.max_body = max_body;
+    cfg->port = 0;
     br_srv *s = NULL;
     br_diag d;
-    br_err e = br_srv_create(&cfg, f->live, &s, &d);
+    br_err e = br_srv_create(cfg, f->live, &s, &d);
     if (e)
         fail_msg("br_srv_create: %s", br_diag_text(&d, e));
     e = br_srv_start(s, &d);
@@ -305,6 +310,16 @@ static br_srv *start(const fixture *f, unsigned max_k, size_t max_body)
         fail_msg("br_srv_start: %s", br_diag_text(&d, e));
     assert_true(br_srv_port(s) > 0);
     return s;
+}
+
+static br_srv *start(const fixture *f, unsigned max_k, size_t max_body)
+{
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.threads = 2;
+    cfg.max_k = max_k;
+    cfg.max_body = max_body;
+    return start_cfg(f, &cfg);
 }
 
 static void test_routes_and_errors(void **state)
@@ -502,27 +517,6 @@ static void test_config_errors(void **state)
 
 /* ---- connections ------------------------------------------------------------------ */
 
-/* A keep-alive connection to 127.0.0.1:port, or -1. With burst, the
- * connect does not wait (as wrk opens its connections: they reach the
- * server all at once); the socket is made blocking again after. */
-static int ka_connect_mode(unsigned port, int burst)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | (burst ? SOCK_NONBLOCK : 0), 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && !(burst && errno == EINPROGRESS)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int ka_connect(unsigned port) { return ka_connect_mode(port, 0); }
-
 /* Sends GET /healthz on fd (kept alive) and waits up to ms for the start of
  * an answer: its status, 0 if none came. */
 static int ka_healthz(int fd, int ms)
@@ -542,6 +536,44 @@ static int ka_healthz(int fd, int ms)
     return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
 }
 
+/* Sockets in each epoll set of process pid (one set per worker: its
+ * sockets are the "tfd:" lines of the set's /proc fdinfo whose descriptor
+ * is a socket), into n[] (at most max sets); the number of sets. */
+static int worker_sockets(pid_t pid, int *n, int max)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int sets = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && sets < max) {
+        char link[256] = "", path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (readlink(path, link, sizeof link - 1) <= 0 || !strstr(link, "eventpoll"))
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/fdinfo/%s", (long)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char line[256];
+        n[sets] = 0;
+        while (fgets(line, sizeof line, f)) {
+            int tfd;
+            char tl[256] = "", tp[600];
+            if (sscanf(line, "tfd: %d", &tfd) != 1)
+                continue;
+            snprintf(tp, sizeof tp, "%s/%d", dir, tfd);
+            if (readlink(tp, tl, sizeof tl - 1) > 0 && !strncmp(tl, "socket:", 7))
+                n[sets]++;
+        }
+        fclose(f);
+        sets++;
+    }
+    closedir(d);
+    return sets;
+}
+
 /* Connections opened at once are shared evenly by the workers (with
  * libmicrohttpd's own accept, one worker could take up to ten in a row and
  * often took nearly all), and the connection limit holds: past it a
@@ -552,18 +584,14 @@ static void test_connections(void **state)
     install(f, f->a);
     br_srv_config cfg;
     br_srv_config_default(&cfg);
-    cfg.port = 0;
     cfg.threads = 2;
     cfg.max_connections = 32;
-    br_srv *s = NULL;
-    br_diag d;
-    assert_int_equal(br_srv_create(&cfg, f->live, &s, &d), BR_OK);
-    assert_int_equal(br_srv_start(s, &d), BR_OK);
+    br_srv *s = start_cfg(f, &cfg);
     unsigned port = br_srv_port(s);
 
     int fds[33];
     for (int i = 0; i < 32; i++)
-        assert_true((fds[i] = ka_connect_mode(port, 1)) >= 0);
+        assert_true((fds[i] = lo_connect(port, 1)) >= 0);
     for (int i = 0; i < 32; i++) {
         struct pollfd pw = {fds[i], POLLOUT, 0};
         assert_int_equal(poll(&pw, 1, 5000), 1);
@@ -578,7 +606,7 @@ static void test_connections(void **state)
     assert_int_equal(n[1], 16);
 
     /* at the limit: the 33rd waits, then is served when one closes */
-    assert_true((fds[32] = ka_connect(port)) >= 0);   /* the backlog takes it */
+    assert_true((fds[32] = lo_connect(port, 0)) >= 0);   /* the backlog takes it */
     assert_int_equal(ka_healthz(fds[32], 300), 0);
     assert_int_equal(ka_healthz(fds[3], 2000), 200);   /* the others still answer */
     close(fds[0]);
@@ -592,7 +620,7 @@ static void test_connections(void **state)
         close(fds[i]);
     assert_int_equal(br_srv_stop(s, 2000), 0);
     /* stopped: nothing listens any more */
-    assert_int_equal(ka_connect(port), -1);
+    assert_int_equal(lo_connect(port, 0), -1);
     br_srv_free(s);
 }
 

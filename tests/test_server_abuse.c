@@ -27,9 +27,6 @@
  * clients send their whole request a byte a second (~70 s), the endless
  * header is 64 MB, and the other phases repeat in rounds until the slow
  * clients are done (so a leak would show in the peak RSS).
- *
- * test_balance, on a server of its own: 32 connections opened at once, as
- * wrk opens them, are shared 16/16 by the two workers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,10 +34,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "worker_sockets.h"
-
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -641,63 +635,10 @@ static void test_abuse(void **state)
     assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
-/* 32 connections opened at once, as wrk opens them, end up 16 and 16 on
- * the two workers (libmicrohttpd's own accept let one worker take them in
- * runs of up to ten: 32/0 and 25/7 were common, and every request of the
- * busier worker waited behind twice as many). */
-static void test_balance(void **state)
-{
-    server s = {0};
-    g_server = &s;
-    server_start(&s);
-    enum { N = 32 };
-    int fd[N];
-    for (int i = 0; i < N; i++) {
-        fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        assert_true(fd[i] >= 0);
-        struct sockaddr_in sa = {0};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)s.port);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int r = connect(fd[i], (struct sockaddr *)&sa, sizeof sa);
-        assert_true(r == 0 || errno == EINPROGRESS);
-    }
-    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    for (int i = 0; i < N; i++) {
-        struct pollfd pf = {fd[i], POLLOUT, 0};
-        assert_int_equal(poll(&pf, 1, 10000), 1);
-        assert_int_equal(send(fd[i], req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
-    }
-    for (int i = 0; i < N; i++) {   /* every one answered, and kept open */
-        struct pollfd pf = {fd[i], POLLIN, 0};
-        assert_int_equal(poll(&pf, 1, 10000), 1);
-        char buf[2048];
-        assert_true(recv(fd[i], buf, sizeof buf, 0) > 12);
-        assert_int_equal(strncmp(buf, "HTTP/1.1 200", 12), 0);
-    }
-    int n[4] = {0};
-    assert_int_equal(worker_sockets(s.pid, n, 4), 2);
-    print_message("%d connections opened at once: %d and %d on the two workers\n", N, n[0],
-                  n[1]);
-    assert_int_equal(n[0], N / 2);
-    assert_int_equal(n[1], N / 2);
-    for (int i = 0; i < N; i++)
-        close(fd[i]);
-    kill(s.pid, SIGTERM);
-    int ws = 0;
-    assert_int_equal(waitpid(s.pid, &ws, 0), s.pid);
-    s.pid = 0;
-    server_drain_stderr(&s, 0);
-    close(s.err_fd);
-    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-    teardown(state);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_abuse, teardown),
-        cmocka_unit_test_teardown(test_balance, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

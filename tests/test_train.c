@@ -1024,6 +1024,49 @@ static void test_epoch_skewed_groups(void **state)
     br_ratings_free(r);
 }
 
+/* The trainer's random helpers: br_rng_bell (initial embeddings) has mean
+ * 0, variance 1 and tails cut at +-2 sqrt(3) = 3.464; br_rng_shuffle_items
+ * (the blocks', readers' and SVD++'s shuffles) keeps every item whole and
+ * sends each one to every position equally often. */
+static void test_rng_bell_and_shuffle(void **state)
+{
+    (void)state;
+    br_rng g;
+    br_rng_seed(&g, 11);
+    double s1 = 0, s2 = 0, lo = 0, hi = 0;
+    enum { DRAWS = 400000 };
+    for (int i = 0; i < DRAWS; i++) {
+        double x = br_rng_bell(&g);
+        s1 += x;
+        s2 += x * x;
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
+    }
+    double mean = s1 / DRAWS, var = s2 / DRAWS - mean * mean;
+    assert_true(fabs(mean) < 0.01);
+    assert_true(fabs(var - 1.0) < 0.02);
+    assert_true(lo >= -3.4642 && hi <= 3.4642 && lo < -2.5 && hi > 2.5);
+
+    struct item { uint32_t a, b; float c; } v[10];
+    enum { ROUNDS = 100000 };
+    unsigned where[10] = {0};   /* where item 0 ended up */
+    for (int r = 0; r < ROUNDS; r++) {
+        for (uint32_t i = 0; i < 10; i++)
+            v[i] = (struct item){i, 100 + i, (float)i + 0.5f};
+        br_rng_shuffle_items(&g, v, 10, sizeof *v);
+        unsigned seen = 0;
+        for (uint32_t i = 0; i < 10; i++) {
+            assert_true(v[i].a < 10 && v[i].b == 100 + v[i].a && v[i].c == (float)v[i].a + 0.5f);
+            seen |= 1u << v[i].a;
+            if (v[i].a == 0)
+                where[i]++;
+        }
+        assert_int_equal(seen, 0x3ff);
+    }
+    for (int i = 0; i < 10; i++)   /* 10,000 expected, sd 95 */
+        assert_true(where[i] > 9500 && where[i] < 10500);
+}
+
 /* reg_exp: a row's L2 weight is reg x (mean count / its count)^reg_exp.
  * Reader 1 and book 1 rate / are rated once, the other three readers rate
  * the other three books (mean count 10/4 = 2.5 for both), so the isolated
@@ -1113,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_rmse_by_hand),
         cmocka_unit_test(test_row_regularisation),
         cmocka_unit_test(test_epoch_skewed_groups),
+        cmocka_unit_test(test_rng_bell_and_shuffle),
     };
     int fails = cmocka_run_group_tests_name("planted", planted_tests, setup_planted,
                                             teardown_planted);
