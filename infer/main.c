@@ -54,6 +54,7 @@ typedef struct cli {
     const char *serve, *access_log;   /* --serve and its options */
     unsigned max_k, max_conn, timeout_s, drain_s;
     uint64_t max_body, max_header;
+    int no_pin;
 } cli;
 
 /* Exit status of a library error: 2 for what the user typed or gave us
@@ -782,6 +783,7 @@ static int run_serve(const cli *c)
     cfg.max_header = (size_t)c->max_header;
     cfg.max_connections = c->max_conn;
     cfg.timeout_s = c->timeout_s;
+    cfg.pin = !c->no_pin;
     cfg.log = serve_mhd_log;
 
     sigset_t set;
@@ -824,8 +826,19 @@ static int run_serve(const cli *c)
         goto done;
     }
     int v6 = strchr(host, ':') != NULL;
-    serve_log("serving %s on http://%s%s%s:%u/ with %d threads (pid %ld)", c->model,
-              v6 ? "[" : "", host, v6 ? "]" : "", br_srv_port(srv), c->threads, (long)getpid());
+    char where[64] = "";   /* " on CPUs 0,1" when the workers are pinned */
+    size_t wn = 0;
+    for (int i = 0; i < c->threads && br_srv_worker_cpu(srv, i) >= 0; i++) {
+        if (wn + 16 > sizeof where) {
+            snprintf(where + wn, sizeof where - wn, ",...");
+            break;
+        }
+        wn += (size_t)snprintf(where + wn, sizeof where - wn, "%s%d", i ? "," : " on CPUs ",
+                               br_srv_worker_cpu(srv, i));
+    }
+    serve_log("serving %s on http://%s%s%s:%u/ with %d threads%s (pid %ld)", c->model,
+              v6 ? "[" : "", host, v6 ? "]" : "", br_srv_port(srv), c->threads, where,
+              (long)getpid());
     for (;;) {
         struct signalfd_siginfo si;
         ssize_t n = read(sfd, &si, sizeof si);
@@ -907,6 +920,7 @@ static int run(int argc, char **argv, char **args)
         {0, "max-connections", BR_OPT_UINT, &c.max_conn, "N", "open connections at once (default 1024)"},
         {0, "timeout", BR_OPT_UINT, &c.timeout_s, "SECONDS", "idle connection timeout (default 30)"},
         {0, "drain", BR_OPT_UINT, &c.drain_s, "SECONDS", "on SIGTERM, wait this long for requests in flight (default 10)"},
+        {0, "no-pin", BR_OPT_FLAG, &c.no_pin, NULL, "let workers run on any CPU (default: one CPU each, if -j is at most the CPUs)"},
         {'h', "help", BR_OPT_FLAG, &c.help, NULL, "show this help"},
         {0, "version", BR_OPT_FLAG, &c.version, NULL, "show the version"},
         {0, NULL, 0, NULL, NULL, NULL},

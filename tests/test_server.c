@@ -25,6 +25,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,6 +625,124 @@ static void test_connections(void **state)
     br_srv_free(s);
 }
 
+/* The Cpus_allowed_list of this process's threads named name (libmicrohttpd
+ * names a daemon's thread "MHD-single"), as "0", "0-1", ...: how many. */
+static int thread_cpus(const char *name, char lists[][64], int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], line[256], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;   /* the thread has just ended */
+        if (!fgets(comm, sizeof comm, f))
+            comm[0] = '\0';
+        fclose(f);
+        comm[strcspn(comm, "\n")] = '\0';
+        if (strcmp(comm, name) != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        if (!(f = fopen(path, "r")))
+            continue;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "Cpus_allowed_list: %63s", lists[n]) == 1) {
+                n++;
+                break;
+            }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* thread_cpus once want threads have that name (a worker names its thread
+ * itself, just after it starts), or after 2 s. */
+static int worker_cpus(char lists[][64], int want)
+{
+    int n = 0;
+    for (int tries = 0; tries < 200 && (n = thread_cpus("MHD-single", lists, 8)) < want; tries++)
+        usleep(10000);
+    return n;
+}
+
+/* The calling thread's allowed CPUs, as thread_cpus writes them. */
+static void own_cpus(char *list)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/status", (long)gettid());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    list[0] = '\0';
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Cpus_allowed_list: %63s", list) == 1)
+            break;
+    fclose(f);
+    assert_true(list[0] != '\0');
+}
+
+/* Workers are pinned one per CPU, in the order of the CPUs the starting
+ * thread may use, when there are no more workers than CPUs; otherwise (or
+ * with pin 0) they may run anywhere. The starting thread keeps its mask. */
+static void test_pinning(void **state)
+{
+    fixture *f = *state;
+    install(f, f->a);
+    cpu_set_t mask;
+    assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof mask, &mask), 0);
+    int cpus[4], n_cpus = 0, total = CPU_COUNT(&mask);
+    for (int c = 0; c < CPU_SETSIZE && n_cpus < 4; c++)
+        if (CPU_ISSET(c, &mask))
+            cpus[n_cpus++] = c;
+    char all[64], lists[8][64];
+    own_cpus(all);
+
+    /* one worker per CPU, up to two */
+    unsigned workers = n_cpus >= 2 ? 2 : 1;
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.threads = workers;
+    br_srv *s = start_cfg(f, &cfg);
+    char after[64];
+    own_cpus(after);
+    assert_string_equal(after, all);
+    assert_int_equal(worker_cpus(lists, (int)workers), (int)workers);
+    for (unsigned i = 0; i < workers; i++) {
+        assert_int_equal(br_srv_worker_cpu(s, i), cpus[i]);
+        char want[16];
+        snprintf(want, sizeof want, "%d", cpus[i]);
+        int found = 0;
+        for (unsigned j = 0; j < workers; j++)
+            found += strcmp(lists[j], want) == 0;
+        assert_int_equal(found, 1);
+    }
+    assert_int_equal(br_srv_worker_cpu(s, workers), -1);
+    assert_int_equal(http(br_srv_port(s), "GET", "/healthz", NULL, NULL), 200);
+    assert_int_equal(br_srv_stop(s, 2000), 0);
+    br_srv_free(s);
+
+    /* more workers than CPUs, or pinning off: anywhere */
+    for (int off = 0; off < 2; off++) {
+        br_srv_config_default(&cfg);
+        cfg.threads = off ? 2 : (unsigned)total + 1;
+        cfg.pin = !off;
+        s = start_cfg(f, &cfg);
+        int n = worker_cpus(lists, (int)cfg.threads);
+        assert_int_equal(n, (int)cfg.threads);
+        for (int j = 0; j < n; j++) {
+            assert_int_equal(br_srv_worker_cpu(s, (unsigned)j), -1);
+            assert_string_equal(lists[j], all);
+        }
+        assert_int_equal(br_srv_stop(s, 2000), 0);
+        br_srv_free(s);
+    }
+}
+
 /* The former rendering of a top-k answer (snprintf, "%.7g" scores), the
  * reference for the printf-free writer. */
 static char *ref_items(const br_srv_model *m, const char *query, const char *kind,
@@ -812,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_answer_text),
         cmocka_unit_test(test_connections),
+        cmocka_unit_test(test_pinning),
         cmocka_unit_test(test_fuzz_corpus_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
