@@ -1608,12 +1608,47 @@ unsigned br_srv_port(const br_srv *s) { return s ? s->port : 0; }
 unsigned br_srv_in_flight(const br_srv *s) { return atomic_load(&s->in_flight); }
 uint64_t br_srv_generation(br_srv *s) { return s->generation; }
 
+/* ---- reloading -------------------------------------------------------------------
+ * A load (checksum of the whole file, the int8 book matrix, the rendered
+ * titles) takes ~40 ms of CPU for the default model. Run at the caller's
+ * priority it took half a core from a busy worker for that long, every
+ * reload, and the requests of that worker waited; so it runs on a thread of
+ * its own at nice +10 (a thread's nice is its own on Linux), which lets the
+ * workers go first and still ends within a fraction of a second when they
+ * leave the core nothing. */
+
+typedef struct br_srv_load {
+    br_srv *srv;
+    br_srv_model *model;
+    br_err err;
+    br_diag diag;
+} br_srv_load;
+
+static void *br_srv_load_main(void *arg)
+{
+    br_srv_load *l = arg;
+    errno = 0;
+    if (nice(10) == -1 && errno)
+        errno = 0;   /* not lowered: load at the caller's priority */
+    l->err = br_srv_model_open(l->srv->model_path, l->srv->generation + 1, &l->model, &l->diag);
+    return NULL;
+}
+
 br_err br_srv_reload(br_srv *s, br_diag *diag)
 {
     if (!s)
         return br_fail(diag, BR_ERR_ARG, "NULL argument");
-    br_srv_model *m = NULL;
-    br_err e = br_srv_model_open(s->model_path, s->generation + 1, &m, diag);
+    br_srv_load l = {.srv = s};
+    br_diag_clear(&l.diag);
+    pthread_t t;
+    if (pthread_create(&t, NULL, br_srv_load_main, &l) == 0)
+        pthread_join(t, NULL);
+    else   /* no thread to spare: load here */
+        l.err = br_srv_model_open(s->model_path, s->generation + 1, &l.model, &l.diag);
+    br_srv_model *m = l.model;
+    br_err e = l.err;
+    if (e && diag)
+        *diag = l.diag;
     if (e) {
         atomic_fetch_add(&s->metrics.reloads_failed, 1);
         return e;
