@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -1482,31 +1483,58 @@ static void br_srv_close_workers(br_srv *s)
 /* ---- pinning workers -------------------------------------------------------------
  * With wrk's 32 connections on this 2-core machine, workers free to move
  * often ended up on one core with the load generator on the other, and a
- * request then waited for its worker's turn: /v1/recommend's p99 was 1.3-3.7
- * ms with the workers free against 1.0-1.6 ms pinned, one per core, in the
- * same minutes (bench/bench_server.sh). A new thread takes its creator's
- * affinity, so the starting thread sets its own to the worker's CPU while
- * the worker's daemon starts, and puts its own mask back after. On a
- * machine shared with other busy processes --no-pin may serve better. */
+ * request then waited for its worker's turn: /v1/recommend's p99 was
+ * 1.29-3.66 ms with the workers free against 1.23-1.81 ms pinned, one per
+ * core, in alternated rounds (bench/bench_server.sh). Pinning is done only
+ * when the workers are as many as the CPUs the starting thread may use (the
+ * default -j): a server given all of them. One of -j 2 on a larger machine
+ * stays free, so that two such servers do not crowd onto the same two CPUs.
+ * A new thread takes its creator's affinity, so the starting thread sets its
+ * own to the worker's CPU while the worker's daemon starts, and puts its own
+ * mask back after. */
 
-/* Fills cpus with the CPUs the calling thread may run on; their count. */
+static void br_srv_note(br_srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void br_srv_note(br_srv *s, const char *fmt, ...)
+{
+    if (!s->cfg.log)
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->cfg.log(s->cfg.log_ctx, msg);
+}
+
+/* Fills cpus with the CPUs the calling thread may run on (up to max, in
+ * order); their count, or 0 if the mask cannot be read. */
 static unsigned br_srv_allowed_cpus(cpu_set_t *mask, int *cpus, unsigned max)
 {
     unsigned n = 0;
     if (pthread_getaffinity_np(pthread_self(), sizeof *mask, mask) != 0)
-        return 0;
+        return 0;   /* e.g. more CPUs than a cpu_set_t holds: no pinning */
     for (int c = 0; c < CPU_SETSIZE && n < max; c++)
         if (CPU_ISSET(c, mask))
             cpus[n++] = c;
     return n;
 }
 
-static void br_srv_run_on(int cpu)
+/* Restricts the calling thread to cpu; 0 on success. */
+static int br_srv_run_on(int cpu)
 {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(cpu, &one);
-    (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    return pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+}
+
+/* Gives the calling thread back its mask own. */
+static void br_srv_unpin(br_srv *s, const cpu_set_t *own)
+{
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof *own, own);
+    if (rc)
+        br_srv_note(s, "cannot give the starting thread back its CPUs after pinning a "
+                    "worker: %s", strerror(rc));
 }
 
 int br_srv_worker_cpu(const br_srv *s, unsigned i)
@@ -1575,15 +1603,24 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     s->workers = calloc(s->cfg.threads, sizeof *s->workers);
     int ok = s->workers != NULL;
     cpu_set_t own;
-    int cpus[1024];   /* threads <= 1024 (br_srv_create) */
-    unsigned n_cpus = s->cfg.pin ? br_srv_allowed_cpus(&own, cpus, 1024) : 0;
-    int pin = n_cpus >= s->cfg.threads;
+    int cpus[1025];   /* threads <= 1024 (br_srv_create); one more tells "more CPUs" */
+    unsigned n_cpus = s->cfg.pin ? br_srv_allowed_cpus(&own, cpus, 1025) : 0;
+    int pin = n_cpus == s->cfg.threads, pinned = 0, rc = 0;
     for (unsigned i = 0; ok && i < s->cfg.threads; i++) {
         br_srv_worker *w = &s->workers[i];
         w->srv = s;
-        w->cpu = pin ? cpus[i] : -1;
-        if (pin)
-            br_srv_run_on(w->cpu);   /* the daemon's thread inherits it */
+        w->cpu = -1;
+        if (pin && (rc = br_srv_run_on(cpus[i])) == 0) {   /* the daemon's thread inherits it */
+            w->cpu = cpus[i];
+            pinned = 1;
+        } else if (pin) {
+            br_srv_note(s, "cannot pin worker %u to CPU %d: %s; it and the next run on any "
+                        "CPU", i, cpus[i], strerror(rc));
+            pin = 0;
+            if (pinned)
+                br_srv_unpin(s, &own);
+            pinned = 0;
+        }
         w->daemon = MHD_start_daemon(
             flags, 0, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER, br_srv_mhd_log,
             s, MHD_OPTION_URI_LOG_CALLBACK, br_srv_uri_cb, s, MHD_OPTION_NOTIFY_COMPLETED,
@@ -1591,8 +1628,8 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
         ok = w->daemon != NULL;
     }
-    if (pin)
-        (void)pthread_setaffinity_np(pthread_self(), sizeof own, &own);
+    if (pinned)
+        br_srv_unpin(s, &own);
     if (ok && pthread_create(&s->acceptor, NULL, br_srv_accept_main, s) == 0)
         s->acceptor_ok = 1;
     if (!s->acceptor_ok) {
@@ -1641,7 +1678,12 @@ br_err br_srv_reload(br_srv *s, br_diag *diag)
     br_srv_load l = {.srv = s};
     br_diag_clear(&l.diag);
     pthread_t t;
-    if (pthread_create(&t, NULL, br_srv_load_main, &l) == 0)
+    sigset_t all, old;   /* signals stay the caller's to take */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int made = pthread_create(&t, NULL, br_srv_load_main, &l) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (made)
         pthread_join(t, NULL);
     else   /* no thread to spare: load here */
         l.err = br_srv_model_open(s->model_path, s->generation + 1, &l.model, &l.diag);

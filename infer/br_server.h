@@ -52,9 +52,9 @@ typedef struct br_srv_config {
     unsigned max_connections;  /* open connections at once (default 1024); more
                                 * wait in the listen backlog */
     unsigned timeout_s;        /* idle connection timeout, seconds (default 30) */
-    int pin;                   /* 1 (default): worker i runs only on the i-th CPU the
-                                * starting thread may use, when there are no more
-                                * workers than such CPUs; 0: anywhere */
+    int pin;                   /* 1 (default): when there are as many workers as CPUs
+                                * the starting thread may use, worker i runs only on
+                                * the i-th of them; 0: the workers run anywhere */
     FILE *access_log;          /* one logfmt line per request, or NULL */
     /* libmicrohttpd's own messages (bind failures, ...), or NULL to drop them. */
     void (*log)(void *ctx, const char *msg);
@@ -95,7 +95,8 @@ unsigned br_srv_stop(br_srv *s, unsigned drain_ms);
 
 void br_srv_free(br_srv *s);   /* NULL ok */
 
-/* The CPU worker i is pinned to, or -1 (not pinned, or no such worker). */
+/* The CPU worker i is pinned to, or -1 (not pinned, or no such worker).
+ * Between br_srv_start and br_srv_stop, from the thread that calls them. */
 int br_srv_worker_cpu(const br_srv *s, unsigned i);
 
 /* Requests started and not yet completed. */

@@ -920,7 +920,7 @@ static int run(int argc, char **argv, char **args)
         {0, "max-connections", BR_OPT_UINT, &c.max_conn, "N", "open connections at once (default 1024)"},
         {0, "timeout", BR_OPT_UINT, &c.timeout_s, "SECONDS", "idle connection timeout (default 30)"},
         {0, "drain", BR_OPT_UINT, &c.drain_s, "SECONDS", "on SIGTERM, wait this long for requests in flight (default 10)"},
-        {0, "no-pin", BR_OPT_FLAG, &c.no_pin, NULL, "let workers run on any CPU (default: one CPU each, if -j is at most the CPUs)"},
+        {0, "no-pin", BR_OPT_FLAG, &c.no_pin, NULL, "let workers run on any CPU (default: one CPU each when -j is the number of CPUs)"},
         {'h', "help", BR_OPT_FLAG, &c.help, NULL, "show this help"},
         {0, "version", BR_OPT_FLAG, &c.version, NULL, "show the version"},
         {0, NULL, 0, NULL, NULL, NULL},

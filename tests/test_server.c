@@ -625,122 +625,132 @@ static void test_connections(void **state)
     br_srv_free(s);
 }
 
-/* The Cpus_allowed_list of this process's threads named name (libmicrohttpd
- * names a daemon's thread "MHD-single"), as "0", "0-1", ...: how many. */
-static int thread_cpus(const char *name, char lists[][64], int max)
+/* The ids of this process's threads (up to max); how many. */
+static int thread_ids(long *ids, int max)
 {
     DIR *d = opendir("/proc/self/task");
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[300], line[256], comm[64] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;   /* the thread has just ended */
-        if (!fgets(comm, sizeof comm, f))
-            comm[0] = '\0';
-        fclose(f);
-        comm[strcspn(comm, "\n")] = '\0';
-        if (strcmp(comm, name) != 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-        if (!(f = fopen(path, "r")))
-            continue;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "Cpus_allowed_list: %63s", lists[n]) == 1) {
-                n++;
-                break;
-            }
-        fclose(f);
-    }
+    while ((e = readdir(d)) && n < max)
+        if (e->d_name[0] != '.')
+            ids[n++] = atol(e->d_name);
     closedir(d);
     return n;
 }
 
-/* thread_cpus once want threads have that name (a worker names its thread
- * itself, just after it starts), or after 2 s. */
-static int worker_cpus(char lists[][64], int want)
-{
-    int n = 0;
-    for (int tries = 0; tries < 200 && (n = thread_cpus("MHD-single", lists, 8)) < want; tries++)
-        usleep(10000);
-    return n;
-}
-
-/* The calling thread's allowed CPUs, as thread_cpus writes them. */
-static void own_cpus(char *list)
+/* The Cpus_allowed_list ("0", "0,3", "0-1", ...) of /proc/self/task/<tid>,
+ * or of the calling thread for tid 0; 0 if the thread is gone. */
+static int thread_cpu_list(long tid, char *list)
 {
     char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/status", (long)gettid());
+    if (tid)
+        snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
+    else
+        snprintf(path, sizeof path, "/proc/thread-self/status");
     FILE *f = fopen(path, "r");
-    assert_non_null(f);
+    if (!f)
+        return 0;
     list[0] = '\0';
     while (fgets(line, sizeof line, f))
         if (sscanf(line, "Cpus_allowed_list: %63s", list) == 1)
             break;
     fclose(f);
-    assert_true(list[0] != '\0');
+    return list[0] != '\0';
 }
 
-/* Workers are pinned one per CPU, in the order of the CPUs the starting
- * thread may use, when there are no more workers than CPUs; otherwise (or
- * with pin 0) they may run anywhere. The starting thread keeps its mask. */
+/* Starts a server of `threads` workers (pin as given) and the CPU lists of
+ * the threads it started (the workers and the acceptor): how many. */
+static br_srv *start_listing(const fixture *f, unsigned threads, int pin, char lists[][64],
+                             int *n)
+{
+    long before[256], after[256];
+    int nb = thread_ids(before, 256);
+    br_srv_config cfg;
+    br_srv_config_default(&cfg);
+    cfg.threads = threads;
+    cfg.pin = pin;
+    br_srv *s = start_cfg(f, &cfg);
+    int na = thread_ids(after, 256);
+    *n = 0;
+    for (int i = 0; i < na; i++) {
+        int old = 0;
+        for (int j = 0; j < nb && !old; j++)
+            old = after[i] == before[j];
+        if (!old && *n < 8 && thread_cpu_list(after[i], lists[*n]))
+            (*n)++;
+    }
+    return s;
+}
+
+static void stop_free(br_srv *s)
+{
+    assert_int_equal(br_srv_stop(s, 2000), 0);
+    br_srv_free(s);
+}
+
+/* With as many workers as CPUs the starting thread may use (here two with a
+ * gap between them where the machine has them: the first and the last),
+ * worker i runs only on the i-th; with more or fewer workers, or pin 0, they
+ * run anywhere. The acceptor runs anywhere, and the starting thread keeps
+ * its mask. */
 static void test_pinning(void **state)
 {
     fixture *f = *state;
     install(f, f->a);
-    cpu_set_t mask;
+    cpu_set_t mask, two;
     assert_int_equal(pthread_getaffinity_np(pthread_self(), sizeof mask, &mask), 0);
-    int cpus[4], n_cpus = 0, total = CPU_COUNT(&mask);
-    for (int c = 0; c < CPU_SETSIZE && n_cpus < 4; c++)
-        if (CPU_ISSET(c, &mask))
-            cpus[n_cpus++] = c;
-    char all[64], lists[8][64];
-    own_cpus(all);
-
-    /* one worker per CPU, up to two */
-    unsigned workers = n_cpus >= 2 ? 2 : 1;
-    br_srv_config cfg;
-    br_srv_config_default(&cfg);
-    cfg.threads = workers;
-    br_srv *s = start_cfg(f, &cfg);
-    char after[64];
-    own_cpus(after);
-    assert_string_equal(after, all);
-    assert_int_equal(worker_cpus(lists, (int)workers), (int)workers);
-    for (unsigned i = 0; i < workers; i++) {
-        assert_int_equal(br_srv_worker_cpu(s, i), cpus[i]);
-        char want[16];
-        snprintf(want, sizeof want, "%d", cpus[i]);
-        int found = 0;
-        for (unsigned j = 0; j < workers; j++)
-            found += strcmp(lists[j], want) == 0;
-        assert_int_equal(found, 1);
-    }
-    assert_int_equal(br_srv_worker_cpu(s, workers), -1);
-    assert_int_equal(http(br_srv_port(s), "GET", "/healthz", NULL, NULL), 200);
-    assert_int_equal(br_srv_stop(s, 2000), 0);
-    br_srv_free(s);
-
-    /* more workers than CPUs, or pinning off: anywhere */
-    for (int off = 0; off < 2; off++) {
-        br_srv_config_default(&cfg);
-        cfg.threads = off ? 2 : (unsigned)total + 1;
-        cfg.pin = !off;
-        s = start_cfg(f, &cfg);
-        int n = worker_cpus(lists, (int)cfg.threads);
-        assert_int_equal(n, (int)cfg.threads);
-        for (int j = 0; j < n; j++) {
-            assert_int_equal(br_srv_worker_cpu(s, (unsigned)j), -1);
-            assert_string_equal(lists[j], all);
+    int cpus[2], n_cpus = 0;
+    CPU_ZERO(&two);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &mask)) {
+            cpus[n_cpus ? 1 : 0] = c;
+            n_cpus = n_cpus ? 2 : 1;
         }
-        assert_int_equal(br_srv_stop(s, 2000), 0);
-        br_srv_free(s);
+    for (int i = 0; i < n_cpus; i++)
+        CPU_SET(cpus[i], &two);
+    assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof two, &two), 0);
+    char all[64], lists[8][64], after[64];
+    assert_true(thread_cpu_list(0, all));
+
+    int n;
+    br_srv *s = start_listing(f, (unsigned)n_cpus, 1, lists, &n);
+    assert_int_equal(n, n_cpus + 1);
+    assert_true(thread_cpu_list(0, after));
+    assert_string_equal(after, all);
+    int seen[2] = {0}, free_threads = 0;
+    for (int j = 0; j < n; j++) {
+        char want[16];
+        for (int i = 0; i < n_cpus; i++) {
+            snprintf(want, sizeof want, "%d", cpus[i]);
+            seen[i] += strcmp(lists[j], want) == 0;
+        }
+        free_threads += strcmp(lists[j], all) == 0;
     }
+    for (int i = 0; i < n_cpus; i++) {
+        assert_int_equal(br_srv_worker_cpu(s, (unsigned)i), cpus[i]);
+        assert_int_equal(seen[i], n_cpus == 1 ? 2 : 1);   /* one CPU: the acceptor's too */
+    }
+    if (n_cpus == 2)
+        assert_int_equal(free_threads, 1);   /* the acceptor */
+    assert_int_equal(br_srv_worker_cpu(s, (unsigned)n_cpus), -1);
+    assert_int_equal(http(br_srv_port(s), "GET", "/healthz", NULL, NULL), 200);
+    stop_free(s);
+
+    /* one worker more, one fewer, or pinning off: every thread anywhere */
+    unsigned threads[3] = {(unsigned)n_cpus + 1, (unsigned)n_cpus - 1, (unsigned)n_cpus};
+    for (int t = 0; t < 3; t++) {
+        if (threads[t] == 0)
+            continue;
+        s = start_listing(f, threads[t], t < 2, lists, &n);
+        assert_int_equal(n, (int)threads[t] + 1);
+        for (int j = 0; j < n; j++)
+            assert_string_equal(lists[j], all);
+        for (unsigned i = 0; i < threads[t]; i++)
+            assert_int_equal(br_srv_worker_cpu(s, i), -1);
+        stop_free(s);
+    }
+    assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof mask, &mask), 0);
 }
 
 /* The former rendering of a top-k answer (snprintf, "%.7g" scores), the
