@@ -40,6 +40,9 @@ typedef struct synth {
 
 static float unif(br_rng *g) { return (float)(br_rng_next(g) >> 40) / (float)(1u << 24); }
 
+/* Book biases are 0.4 x this x uniform(-0.5, 0.5). */
+static float synth_bias_scale = 1.0f;
+
 /* Ids are spaced (uid = 3u + 2, bid = 5b + 1) so id maps are exercised.
  * `ties`: books come in pairs with equal vectors and biases. */
 static void synth_make(synth *s, br_model_kind kind, br_loss_kind loss, uint32_t nu,
@@ -66,7 +69,7 @@ static void synth_make(synth *s, br_model_kind kind, br_loss_kind loss, uint32_t
         for (uint32_t d = 0; d < dim; d++)
             s->Q[(size_t)b * dim + d] =
                 ties && (b & 1) ? s->Q[(size_t)(b - 1) * dim + d] : unif(&g) - 0.5f;
-        s->bb[b] = ties && (b & 1) ? s->bb[b - 1] : 0.4f * (unif(&g) - 0.5f);
+        s->bb[b] = ties && (b & 1) ? s->bb[b - 1] : 0.4f * synth_bias_scale * (unif(&g) - 0.5f);
         s->bid[b] = 5 * b + 1;
     }
     uint64_t k = 0;
@@ -570,6 +573,68 @@ static void test_foldin_bpr_direction(void **state)
     synth_free(&s);
 }
 
+/* The gradient of the bpr fold-in's objective (br_recommend.h) at p, for
+ * positives books[0..m) and negatives neg[0..M) (internal indices), into g;
+ * its largest magnitude. Every pair's sigmoid on its own, in double. */
+static double bpr_gradient(const synth *s, int biased, const double *p, const uint32_t *books,
+                           size_t m, const uint32_t *neg, size_t M, double lam, double *g)
+{
+    uint32_t D = s->dim;
+    for (uint32_t a = 0; a < D; a++)
+        g[a] = -lam * p[a];
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < M; j++) {
+            const float *qi = s->Q + (size_t)books[i] * D, *qj = s->Q + (size_t)neg[j] * D;
+            double x = biased ? (double)s->bb[books[i]] - s->bb[neg[j]] : 0.0;
+            for (uint32_t a = 0; a < D; a++)
+                x += p[a] * ((double)qi[a] - qj[a]);
+            double w = 1.0 / (1.0 + exp(x)) / (double)M;   /* sigmoid(-x) / M */
+            for (uint32_t a = 0; a < D; a++)
+                g[a] += w * ((double)qi[a] - qj[a]);
+        }
+    double mx = 0;
+    for (uint32_t a = 0; a < D; a++)
+        mx = fmax(mx, fabs(g[a]));
+    return mx;
+}
+
+/* BPR fold-in reaches the maximiser: with at most 64 unread books every one
+ * is a negative, so the objective is known here, and its gradient at the
+ * answer is a thousandth of the one at zero. Book biases of +-400 take the
+ * path for scores past +-300 (each pair's own exponential). */
+static void test_foldin_bpr_stationary(void **state)
+{
+    (void)state;
+    for (int big = 0; big < 2; big++) {
+        synth s;
+        synth_bias_scale = big ? 2000.0f : 1.0f;
+        synth_make(&s, BR_MODEL_BIASED, BR_LOSS_BPR, 2, 60, 8, 77 + big, 0, 0.01f);
+        synth_bias_scale = 1.0f;
+        br_rec_scratch *sc;
+        assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+        uint32_t ids[12], books[12], neg[48];
+        for (uint32_t b = 0; b < 12; b++) {
+            books[b] = b;
+            ids[b] = s.bid[b];
+        }
+        for (uint32_t b = 12; b < 60; b++)
+            neg[b - 12] = b;
+        float vec[16] __attribute__((aligned(64))), bias;
+        assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, 12, vec, &bias, NULL), BR_OK);
+        double p[8] = {0}, g[8], lam = 0.01 * 12;
+        double g0 = bpr_gradient(&s, 1, p, books, 12, neg, 48, lam, g);
+        for (int a = 0; a < 8; a++)
+            p[a] = vec[a];
+        double g1 = bpr_gradient(&s, 1, p, books, 12, neg, 48, lam, g);
+        print_message("bpr fold-in, biases x%g: |gradient| %.3g at 0, %.3g at the answer\n",
+                      big ? 2000.0 : 1.0, g0, g1);
+        assert_true(g0 > 1e-3);
+        assert_true(g1 <= 1e-3 * g0);
+        br_rec_scratch_free(sc);
+        synth_free(&s);
+    }
+}
+
 static void test_predict(void **state)
 {
     (void)state;
@@ -740,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_foldin_dot_exact),
         cmocka_unit_test(test_foldin_matches_reference),
         cmocka_unit_test(test_foldin_bpr_direction),
+        cmocka_unit_test(test_foldin_bpr_stationary),
         cmocka_unit_test(test_predict),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_errors),
