@@ -53,6 +53,7 @@ struct br_rec {
 /* Negatives sampled for a bpr fold-in. */
 #define BR_REC_BPR_NEG 64
 #define BR_REC_BPR_ITERS 60
+#define BR_REC_BPR_AA 5     /* steps Anderson acceleration remembers */
 
 struct br_rec_scratch {
     uint32_t n_books, dim, stride;
@@ -206,7 +207,7 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
     s->rating = malloc(nb * sizeof *s->rating);
     s->mark = calloc((nb + 63) / 64, sizeof *s->mark);
     s->A = malloc(d1 * d1 * sizeof *s->A);
-    s->w = malloc((7 * d1 + 3 * nb + 3 * BR_REC_BPR_NEG) * sizeof *s->w);
+    s->w = malloc(((8 + 2 * BR_REC_BPR_AA) * d1 + 3 * nb + 3 * BR_REC_BPR_NEG) * sizeof *s->w);
     s->neg = malloc(BR_REC_BPR_NEG * sizeof *s->neg);
     if (r->mlp) {
         s->h1 = r->h1;
@@ -390,6 +391,14 @@ static inline double br_fdot(const float *a, const float *b, size_t n)
     return (s0 + s1) + (s2 + s3);
 }
 
+static double br_ddot_d(const double *a, const double *b, size_t n)
+{
+    double s0 = 0;
+    for (size_t k = 0; k < n; k++)
+        s0 += a[k] * b[k];
+    return s0;
+}
+
 /* In-place Cholesky factor (lower) of the n x n matrix A; 0 if not positive
  * definite. */
 static int br_cholesky(double *A, size_t n)
@@ -411,11 +420,13 @@ static void br_chol_solve(const double *L, size_t n, double *x)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = (x[i] - br_ddot(L + i * n, x, i)) / L[i * n + i];
+    /* L^T x = y by columns of L^T, i.e. rows of L: contiguous, and the
+     * updates of x[0..i) independent (they vectorise) */
     for (size_t i = n; i-- > 0;) {
-        double v = x[i];
-        for (size_t k = i + 1; k < n; k++)
-            v -= L[k * n + i] * x[k];
-        x[i] = v / L[i * n + i];
+        double v = x[i] / L[i * n + i];
+        x[i] = v;
+        for (size_t k = 0; k < i; k++)
+            x[k] -= L[i * n + k] * v;
     }
 }
 
@@ -672,7 +683,7 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
     double *A = s->A, *sI = s->w, *sJ = s->w + D, *p = s->w + 2 * D;
     double *ai = s->w + 4 * (D + 1);    /* m + M doubles */
     double *ex = ai + m + M;            /* 2 (m + M) more */
-    double *x = ex + 2 * (m + M);       /* 3 D more */
+    double *x = ex + 2 * (m + M);       /* (4 + 2 BR_REC_BPR_AA) D more */
     memset(A, 0, D * D * sizeof *A);
     memset(sI, 0, 2 * D * sizeof *sI);
     for (int side = 0; side < 2; side++) {
@@ -682,21 +693,20 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
         double *sum = side ? sJ : sI;
         /* four books per pass over A's lower triangle (a quarter of the
          * loads and stores of one at a time); past the end, rows of zeros */
+        double *q0 = x, *q1 = x + D, *q2 = x + 2 * D, *q3 = x + 3 * D;   /* the rows as doubles */
         for (size_t j0 = 0; j0 < cnt; j0 += 4) {
-            const float *q[4];
-            double live[4];
-            for (int t = 0; t < 4; t++) {
-                live[t] = j0 + t < cnt;
-                q[t] = r->Q + (size_t)list[live[t] ? j0 + t : j0] * r->stride;
+            for (size_t t = 0; t < 4; t++) {
+                const float *q = r->Q + (size_t)list[j0 + t < cnt ? j0 + t : j0] * r->stride;
+                for (size_t a = 0; a < D; a++)
+                    x[t * D + a] = j0 + t < cnt ? q[a] : 0.0;
             }
             for (size_t a = 0; a < D; a++) {
-                double a0 = live[0] * q[0][a], a1 = live[1] * q[1][a];
-                double a2 = live[2] * q[2][a], a3 = live[3] * q[3][a];
+                double a0 = q0[a], a1 = q1[a], a2 = q2[a], a3 = q3[a];
                 sum[a] += (a0 + a1) + (a2 + a3);
                 a0 *= wgt, a1 *= wgt, a2 *= wgt, a3 *= wgt;
                 double *row = A + a * D;
                 for (size_t c = 0; c <= a; c++)
-                    row[c] += (a0 * q[0][c] + a1 * q[1][c]) + (a2 * q[2][c] + a3 * q[3][c]);
+                    row[c] += (a0 * q0[c] + a1 * q1[c]) + (a2 * q2[c] + a3 * q3[c]);
             }
         }
     }
@@ -715,15 +725,22 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
     if (!br_cholesky(A, D))
         return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the bpr majoriser is singular");
 
-    /* Steps of t times the majoriser's, t doubling (up to 8) while the
-     * slope along the step is still upward where it lands: F is concave, so
-     * then F rose all the way, past what the plain step gives. Where the
-     * slope has turned, the plain step (t = 1, never lowering F) is taken
-     * instead. The plain steps alone took 20-29 on goodbooks readers. */
-    double t = 1, *d = x, *gq = x + D, *pq = x + 2 * D;
+    /* The majoriser's step d(p) = B^-1 grad F(p) never lowers F but creeps
+     * (20-29 steps on goodbooks readers). Anderson acceleration: p is moved
+     * by the combination of the last BR_REC_BPR_AA steps that best cancels
+     * the current one (least squares on their differences), then accepted
+     * if the new step is shorter in B's metric (grad . d); if not, the plain
+     * step from p is taken and the history forgotten. The fixed point, and
+     * so the answer, is the same: where d = 0. */
+    double *d = x, *g = x + D, *pn = x + 2 * D, *dn = x + 3 * D;
+    double *hx = x + 4 * D, *hf = hx + BR_REC_BPR_AA * D;   /* differences of p and d */
+    double G[BR_REC_BPR_AA * BR_REC_BPR_AA], c[BR_REC_BPR_AA];
+    size_t nh = 0, head = 0;   /* history entries, the next to write */
     memset(p, 0, D * sizeof *p);
-    br_rec_bpr_grad(r, s, m, M, lam, p, ai, ex, d);
+    br_rec_bpr_grad(r, s, m, M, lam, p, ai, ex, g);
+    memcpy(d, g, D * sizeof *d);
     br_chol_solve(A, D, d);
+    double res = br_ddot_d(g, d, D);
     for (int it = 0; it < BR_REC_BPR_ITERS; it++) {
         double step = 0, norm = 0;
         for (size_t a = 0; a < D; a++) {
@@ -734,22 +751,50 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
             return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
         if (step <= 1e-4 * (norm > 1.0 ? norm : 1.0))
             break;
-        for (int tries = 0; tries < 2; tries++) {
-            for (size_t a = 0; a < D; a++)
-                pq[a] = p[a] + t * d[a];
-            br_rec_bpr_grad(r, s, m, M, lam, pq, ai, ex, gq);
-            double slope = 0;
-            for (size_t a = 0; a < D; a++)
-                slope += gq[a] * d[a];
-            if (slope >= 0 || t == 1) {
-                t = slope >= 0 ? fmin(2 * t, 8) : 1;
-                break;
+        /* pn = p + d - sum_i c_i (hx_i + hf_i), c minimising |d - sum c_i hf_i| */
+        memcpy(pn, p, D * sizeof *pn);
+        for (size_t a = 0; a < D; a++)
+            pn[a] += d[a];
+        if (nh) {
+            double tr = 0;
+            for (size_t i = 0; i < nh; i++) {
+                for (size_t j = 0; j <= i; j++)
+                    G[i * nh + j] = br_ddot_d(hf + i * D, hf + j * D, D);
+                c[i] = br_ddot_d(hf + i * D, d, D);
+                tr += G[i * nh + i];
             }
-            t = 1;   /* past the top along d: the plain step */
+            for (size_t i = 0; i < nh; i++)
+                G[i * nh + i] += 1e-10 * tr + 1e-300;
+            if (br_cholesky(G, nh)) {
+                br_chol_solve(G, nh, c);
+                for (size_t i = 0; i < nh; i++)
+                    for (size_t a = 0; a < D; a++)
+                        pn[a] -= c[i] * (hx[i * D + a] + hf[i * D + a]);
+            }
         }
-        memcpy(p, pq, D * sizeof *p);
-        memcpy(d, gq, D * sizeof *d);
-        br_chol_solve(A, D, d);
+        br_rec_bpr_grad(r, s, m, M, lam, pn, ai, ex, g);
+        memcpy(dn, g, D * sizeof *dn);
+        br_chol_solve(A, D, dn);
+        double rn = br_ddot_d(g, dn, D);
+        if (nh && !(rn <= res)) {   /* no better: the plain step, history forgotten */
+            for (size_t a = 0; a < D; a++)
+                pn[a] = p[a] + d[a];
+            br_rec_bpr_grad(r, s, m, M, lam, pn, ai, ex, g);
+            memcpy(dn, g, D * sizeof *dn);
+            br_chol_solve(A, D, dn);
+            rn = br_ddot_d(g, dn, D);
+            nh = head = 0;
+        } else {
+            for (size_t a = 0; a < D; a++) {
+                hx[head * D + a] = pn[a] - p[a];
+                hf[head * D + a] = dn[a] - d[a];
+            }
+            head = (head + 1) % BR_REC_BPR_AA;
+            nh += nh < BR_REC_BPR_AA;
+        }
+        memcpy(p, pn, D * sizeof *p);
+        memcpy(d, dn, D * sizeof *d);
+        res = rn;
     }
     for (size_t a = 0; a < D; a++)
         p[a] += d[a];

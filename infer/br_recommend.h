@@ -109,7 +109,8 @@ br_err br_rec_similar(const br_rec *r, br_rec_scratch *s, uint32_t book_id, size
  *   max  sum_i mean_j log sigmoid(p.(q_i - q_j) + b_i - b_j) - reg n |p|^2 / 2
  * over a fixed, seeded sample of unread books j, by majorise-minimise steps
  * (the logistic curvature is at most 1/4, so one Cholesky factor serves
- * every step). Ratings are ignored for bpr models; ratings may be NULL (every
+ * every step) with Anderson acceleration. Ratings are ignored for bpr
+ * models; ratings may be NULL (every
  * book then counts as BR_REC_DEFAULT_RATING). Duplicate book ids: the last
  * rating counts.
  *
