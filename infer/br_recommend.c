@@ -65,6 +65,7 @@ struct br_rec_scratch {
     float *rating;             /* n_books: their ratings */
     uint64_t *mark;            /* n_books bits */
     double *A;                 /* (dim+1)^2: normal equations / majoriser */
+    float *Af;                 /* dim^2: the bpr majoriser's sums, in floats */
     double *w;                 /* work: 4 (dim+1) + 2 (n_books) doubles */
     uint32_t *neg;             /* BR_REC_BPR_NEG sampled negatives */
     uint32_t h1, h2;           /* MLP widths the scratch was made for (0: not MLP) */
@@ -207,6 +208,7 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
     s->rating = malloc(nb * sizeof *s->rating);
     s->mark = calloc((nb + 63) / 64, sizeof *s->mark);
     s->A = malloc(d1 * d1 * sizeof *s->A);
+    s->Af = malloc(d1 * d1 * sizeof *s->Af);
     s->w = malloc(((8 + 2 * BR_REC_BPR_AA) * d1 + 3 * nb + 3 * BR_REC_BPR_NEG) * sizeof *s->w);
     s->neg = malloc(BR_REC_BPR_NEG * sizeof *s->neg);
     if (r->mlp) {
@@ -218,7 +220,7 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
             return br_fail(diag, BR_ERR_NOMEM, "out of memory");
         }
     }
-    if (!s->scores || !s->heap || !s->vec || !s->books || !s->rating || !s->mark || !s->A ||
+    if (!s->scores || !s->heap || !s->vec || !s->books || !s->rating || !s->mark || !s->A || !s->Af ||
         !s->w || !s->neg) {
         br_rec_scratch_free(s);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
@@ -239,6 +241,7 @@ void br_rec_scratch_free(br_rec_scratch *s)
     free(s->rating);
     free(s->mark);
     free(s->A);
+    free(s->Af);
     free(s->w);
     free(s->neg);
     free(s->mlp_work);
@@ -637,12 +640,18 @@ static void br_rec_bpr_grad(const br_rec *r, const br_rec_scratch *s, size_t m, 
     }
     for (size_t a = 0; a < D; a++)
         g[a] = -lam * p[a];
-    for (size_t j = 0; j < m + M; j++) {
-        uint32_t b = j < m ? s->books[j] : s->neg[j - m];
-        const float *q = r->Q + (size_t)b * r->stride;
-        double c = (j < m ? wi[j] : -wj[j - m]) / (double)M;
+    /* g += sum_j c_j q_j, four books per pass over g (past the end, c 0) */
+    for (size_t j0 = 0; j0 < m + M; j0 += 4) {
+        const float *q[4];
+        double c[4];
+        for (size_t t = 0; t < 4; t++) {
+            size_t j = j0 + t < m + M ? j0 + t : j0;
+            uint32_t b = j < m ? s->books[j] : s->neg[j - m];
+            q[t] = r->Q + (size_t)b * r->stride;
+            c[t] = j0 + t < m + M ? (j < m ? wi[j] : -wj[j - m]) / (double)M : 0.0;
+        }
         for (size_t a = 0; a < D; a++)
-            g[a] += c * q[a];
+            g[a] += (c[0] * q[0][a] + c[1] * q[1][a]) + (c[2] * q[2][a] + c[3] * q[3][a]);
     }
 }
 
@@ -684,44 +693,54 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
     double *ai = s->w + 4 * (D + 1);    /* m + M doubles */
     double *ex = ai + m + M;            /* 2 (m + M) more */
     double *x = ex + 2 * (m + M);       /* (4 + 2 BR_REC_BPR_AA) D more */
-    memset(A, 0, D * D * sizeof *A);
+    /* B only sets the steps, not where they end (grad F = 0), so its sums
+     * are taken in floats (twice the lanes, the rows as stored), and its
+     * diagonal gets 1e-5 of its largest entry more, far above their
+     * rounding: B stays positive definite, and a larger B still majorises */
+    float *Af = s->Af;
+    memset(Af, 0, D * D * sizeof *Af);
     memset(sI, 0, 2 * D * sizeof *sI);
     for (int side = 0; side < 2; side++) {
         size_t cnt = side ? M : m;
         const uint32_t *list = side ? s->neg : s->books;
-        double wgt = side ? (double)m : (double)M;
+        float wgt = side ? (float)m : (float)M;
         double *sum = side ? sJ : sI;
-        /* four books per pass over A's lower triangle (a quarter of the
-         * loads and stores of one at a time); past the end, rows of zeros */
-        double *q0 = x, *q1 = x + D, *q2 = x + 2 * D, *q3 = x + 3 * D;   /* the rows as doubles */
+        /* four books per pass over the lower triangle (a quarter of the
+         * loads and stores of one at a time); past the end a book counts 0 */
         for (size_t j0 = 0; j0 < cnt; j0 += 4) {
+            const float *q[4];
+            float w[4];
             for (size_t t = 0; t < 4; t++) {
-                const float *q = r->Q + (size_t)list[j0 + t < cnt ? j0 + t : j0] * r->stride;
-                for (size_t a = 0; a < D; a++)
-                    x[t * D + a] = j0 + t < cnt ? q[a] : 0.0;
+                q[t] = r->Q + (size_t)list[j0 + t < cnt ? j0 + t : j0] * r->stride;
+                w[t] = j0 + t < cnt ? wgt : 0.0f;
             }
             for (size_t a = 0; a < D; a++) {
-                double a0 = q0[a], a1 = q1[a], a2 = q2[a], a3 = q3[a];
-                sum[a] += (a0 + a1) + (a2 + a3);
-                a0 *= wgt, a1 *= wgt, a2 *= wgt, a3 *= wgt;
-                double *row = A + a * D;
+                for (size_t t = 0; t < 4; t++)
+                    sum[a] += w[t] ? q[t][a] : 0.0;
+                float a0 = w[0] * q[0][a], a1 = w[1] * q[1][a];
+                float a2 = w[2] * q[2][a], a3 = w[3] * q[3][a];
+                float *row = Af + a * D;
                 for (size_t c = 0; c <= a; c++)
-                    row[c] += (a0 * q0[c] + a1 * q1[c]) + (a2 * q2[c] + a3 * q3[c]);
+                    row[c] += (a0 * q[0][c] + a1 * q[1][c]) + (a2 * q[2][c] + a3 * q[3][c]);
             }
         }
     }
     double lam = (double)r->reg * (double)m;
     if (lam < 1e-9)
         lam = 1e-9;
+    double top = 0;
     for (size_t a = 0; a < D; a++) {
         for (size_t c = 0; c <= a; c++) {
-            double v = (A[a * D + c] - sI[a] * sJ[c] - sJ[a] * sI[c]) / (4.0 * (double)M);
+            double v = ((double)Af[a * D + c] - sI[a] * sJ[c] - sJ[a] * sI[c]) / (4.0 * (double)M);
             A[a * D + c] = v + (a == c ? lam : 0.0);
         }
+        top = fmax(top, A[a * D + a]);
     }
-    for (size_t a = 0; a < D; a++)
+    for (size_t a = 0; a < D; a++) {
+        A[a * D + a] += 1e-5 * top;
         for (size_t c = a + 1; c < D; c++)
             A[a * D + c] = A[c * D + a];
+    }
     if (!br_cholesky(A, D))
         return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the bpr majoriser is singular");
 
