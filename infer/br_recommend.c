@@ -52,7 +52,8 @@ struct br_rec {
 
 /* Negatives sampled for a bpr fold-in. */
 #define BR_REC_BPR_NEG 64
-#define BR_REC_BPR_ITERS 60
+#define BR_REC_BPR_ITERS 300  /* 9 on goodbooks readers; a reader of few books with more
+                               * dimensions than books and a small reg needed ~100 */
 #define BR_REC_BPR_AA 5     /* steps Anderson acceleration remembers */
 
 struct br_rec_scratch {

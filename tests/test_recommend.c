@@ -635,6 +635,377 @@ static void test_foldin_bpr_stationary(void **state)
     }
 }
 
+/* m distinct books of nb (internal indices) in random order. */
+static void pick_books(br_rng *g, uint32_t nb, size_t m, uint32_t *out)
+{
+    uint32_t *all = malloc(nb * sizeof *all);
+    for (uint32_t b = 0; b < nb; b++)
+        all[b] = b;
+    for (size_t i = 0; i < m; i++) {
+        size_t j = i + br_rng_below(g, (uint32_t)(nb - i));
+        uint32_t t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+        out[i] = all[i];
+    }
+    free(all);
+}
+
+/* Folds in the reader of books[0..m) (internal indices, any order) on a bpr
+ * model with at most 64 unread books, so every unread book is a negative
+ * and the objective is known here; checks the vector is finite, zero past
+ * dim and the bias 0, and returns the largest |gradient| at the answer,
+ * the one at zero in *g0 (bpr_gradient, every pair on its own). The folded
+ * vector goes to vec (stride floats, 64-byte aligned) when not NULL. */
+static double bpr_foldin_gradient(const synth *s, br_rec_scratch *sc, int biased, float reg,
+                                  const uint32_t *books, size_t m, double *g0, float *vec)
+{
+    uint32_t nb = s->n_books, D = s->dim, st = br_model_get_meta(s->m)->stride;
+    uint32_t *ids = malloc(m * sizeof *ids), *pos = malloc(m * sizeof *pos);
+    uint32_t *neg = malloc(nb * sizeof *neg);
+    char *read = calloc(nb, 1);
+    float *v = aligned_alloc(64, 64 * sizeof(float)), bias = -1;
+    double *p = calloc(D, sizeof *p), *g = malloc(D * sizeof *g);
+    size_t mp = 0, M = 0;
+    for (size_t i = 0; i < m; i++) {
+        ids[i] = s->bid[books[i]];
+        read[books[i]] = 1;
+    }
+    for (uint32_t b = 0; b < nb; b++) {
+        if (read[b])
+            pos[mp++] = b;
+        else
+            neg[M++] = b;
+    }
+    assert_true(M >= 1 && M <= 64);
+    br_diag d;
+    assert_int_equal(br_rec_foldin(s->rec, sc, ids, NULL, m, v, &bias, &d), BR_OK);
+    for (uint32_t a = 0; a < st; a++)
+        assert_true(a < D ? isfinite(v[a]) : v[a] == 0.0f);
+    assert_true(bias == 0.0f);
+    double lam = (double)reg * (double)mp;
+    *g0 = bpr_gradient(s, biased, p, pos, mp, neg, M, lam, g);
+    for (uint32_t a = 0; a < D; a++)
+        p[a] = v[a];
+    double g1 = bpr_gradient(s, biased, p, pos, mp, neg, M, lam, g);
+    if (vec)
+        memcpy(vec, v, st * sizeof *vec);
+    free(ids);
+    free(pos);
+    free(neg);
+    free(read);
+    free(v);
+    free(p);
+    free(g);
+    return g1;
+}
+
+/* BPR fold-in at odd and small dimensions (1 to 13: no multiple of four or
+ * eight) and with m and M = n_books - m both not multiples of four, nor
+ * m + M: the four-at-a-time loops' padding (scores, gradient, majoriser)
+ * is hit on every side, and the answer is still stationary (gradient a
+ * thousandth of that at zero), for dot models, biased ones, and biased
+ * ones with biases of +-400 and +-4000 (the path with each pair's own
+ * exponential; past +-709 e^a e^-c would be inf x 0 there). */
+static void test_foldin_bpr_odd_sizes(void **state)
+{
+    (void)state;
+    static const uint32_t dims[] = {1, 3, 5, 7, 13};
+    static const size_t ms[] = {1, 2, 3, 5, 7};
+    br_rng g;
+    br_rng_seed(&g, 2024);
+    double worst = 0;
+    for (int variant = 0; variant < 4; variant++)
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+                size_t m = ms[mi], M = 5 + br_rng_below(&g, 57);
+                while (M % 4 == 0 || (m + M) % 4 == 0)
+                    M++;
+                assert_true(M <= 64);
+                uint32_t nb = (uint32_t)(m + M);
+                br_model_kind kind = variant ? BR_MODEL_BIASED : BR_MODEL_DOT;
+                synth s;
+                synth_bias_scale = variant == 3 ? 20000.0f : variant == 2 ? 2000.0f : 1.0f;
+                synth_make(&s, kind, BR_LOSS_BPR, 2, nb, dims[di],
+                           500 + 100 * variant + 10 * di + mi, 0, 0.02f);
+                synth_bias_scale = 1.0f;
+                br_rec_scratch *sc;
+                assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+                uint32_t books[8];
+                /* some unread book above some read one: with biases in the
+                 * hundreds and every read book far above every unread one,
+                 * each pair's weight is e^-50 or less and zero is already
+                 * the maximiser (the gradient there next to nothing) */
+                for (int tries = 0;; tries++) {
+                    pick_books(&g, nb, m, books);
+                    float lo = INFINITY, hi = -INFINITY;
+                    char rd[72] = {0};
+                    for (size_t i = 0; i < m; i++) {
+                        lo = fminf(lo, s.bb[books[i]]);
+                        rd[books[i]] = 1;
+                    }
+                    for (uint32_t b = 0; b < nb; b++)
+                        if (!rd[b])
+                            hi = fmaxf(hi, s.bb[b]);
+                    if (variant < 2 || lo < hi - 1.0f)
+                        break;
+                    assert_true(tries < 50);
+                }
+                double g0, g1 = bpr_foldin_gradient(&s, sc, variant != 0, 0.02f, books, m,
+                                                    &g0, NULL);
+                if (g1 > 1e-3 * g0 || !(g0 > 1e-4))
+                    print_message("variant %d dim %u m %zu M %zu: |gradient| %.3g at 0, "
+                                  "%.3g at the answer\n",
+                                  variant, dims[di], m, M, g0, g1);
+                assert_true(g0 > 1e-4);
+                assert_true(g1 <= 1e-3 * g0);
+                worst = fmax(worst, g1 / g0);
+                br_rec_scratch_free(sc);
+                synth_free(&s);
+            }
+    print_message("bpr fold-in, odd sizes: worst |gradient| ratio %.3g\n", worst);
+}
+
+/* A nearly flat objective: 5 books read of 10, 17 dimensions, reg 0.001 (so
+ * the maximiser is held in place by the small ridge alone): the answer is
+ * still stationary (it took more steps than the 60 once allowed, and came
+ * back 56% off the maximiser). */
+static void test_foldin_bpr_flat(void **state)
+{
+    (void)state;
+    synth s;
+    synth_make(&s, BR_MODEL_DOT, BR_LOSS_BPR, 2, 10, 17, 1500573, 0, 0.001f);
+    br_rec_scratch *sc;
+    assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+    uint32_t books[5] = {1, 4, 5, 6, 9};
+    double g0, g1 = bpr_foldin_gradient(&s, sc, 0, 0.001f, books, 5, &g0, NULL);
+    print_message("bpr fold-in, flat: |gradient| %.3g at 0, %.3g at the answer\n", g0, g1);
+    assert_true(g1 <= 1e-3 * g0);
+    br_rec_scratch_free(sc);
+    synth_free(&s);
+}
+
+/* One unread book (M = 1), wherever it lies: a single negative, and the
+ * answer is stationary; the reader's recommendations are that book alone.
+ * Every book read (duplicates or not) is refused with BR_ERR_ARG by
+ * br_rec_foldin and br_rec_reader, and leaves the scratch as it was: the
+ * M = 1 reader folds in to the same bits afterwards. */
+static void test_foldin_bpr_one_negative(void **state)
+{
+    (void)state;
+    static const uint32_t dims[] = {1, 6, 13};
+    static const uint32_t nbs[] = {7, 10};
+    for (int kind = BR_MODEL_DOT; kind <= BR_MODEL_BIASED; kind++)
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (size_t ni = 0; ni < sizeof nbs / sizeof *nbs; ni++) {
+                uint32_t nb = nbs[ni];
+                synth s;
+                synth_make(&s, (br_model_kind)kind, BR_LOSS_BPR, 2, nb, dims[di],
+                           900 + 10 * di + ni + 100 * kind, 0, 0.02f);
+                br_rec_scratch *sc;
+                assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+                uint32_t st = br_model_get_meta(s.m)->stride;
+                uint32_t unread[3] = {0, nb / 2, nb - 1};
+                for (int ui = 0; ui < 3; ui++) {
+                    uint32_t books[16], ids[32];
+                    size_t m = 0;
+                    for (uint32_t b = nb; b-- > 0;)   /* descending: gather sorts */
+                        if (b != unread[ui])
+                            books[m++] = b;
+                    float vec[64] __attribute__((aligned(64)));
+                    double g0, g1 = bpr_foldin_gradient(&s, sc, kind == BR_MODEL_BIASED, 0.02f,
+                                                        books, m, &g0, vec);
+                    assert_true(g0 > 1e-4);
+                    assert_true(g1 <= 1e-3 * g0);
+                    for (size_t i = 0; i < m; i++)
+                        ids[i] = s.bid[books[i]];
+                    br_rec_item it[16];
+                    size_t n = 99;
+                    br_diag d;
+                    assert_int_equal(br_rec_reader(s.rec, sc, ids, NULL, m, 5, 0, it, &n, &d),
+                                     BR_OK);
+                    assert_int_equal(n, 1);
+                    assert_int_equal(it[0].book, unread[ui]);
+                    assert_int_equal(it[0].book_id, s.bid[unread[ui]]);
+                    /* every book read: refused */
+                    size_t na = 0;
+                    for (uint32_t b = 0; b < nb; b++)
+                        ids[na++] = s.bid[b];
+                    ids[na++] = s.bid[unread[ui]];   /* and a duplicate */
+                    float v2[64] __attribute__((aligned(64))), bias;
+                    assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, nb, v2, &bias, &d),
+                                     BR_ERR_ARG);
+                    assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, na, v2, &bias, &d),
+                                     BR_ERR_ARG);
+                    assert_int_equal(br_rec_reader(s.rec, sc, ids, NULL, na, 5, 0, it, &n, &d),
+                                     BR_ERR_ARG);
+                    assert_int_equal(br_rec_reader(s.rec, sc, ids, NULL, na, 5,
+                                                   BR_REC_INCLUDE_READ, it, &n, &d),
+                                     BR_ERR_ARG);
+                    /* the scratch is clean: the same reader, the same bits */
+                    for (size_t i = 0; i < m; i++)
+                        ids[i] = s.bid[books[i]];
+                    assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, m, v2, &bias, &d),
+                                     BR_OK);
+                    assert_memory_equal(vec, v2, st * sizeof(float));
+                }
+                br_rec_scratch_free(sc);
+                synth_free(&s);
+            }
+}
+
+/* BPR fold-in of a list with duplicated book ids (in any order) gives
+ * bitwise the vector of the deduplicated list (the negatives are seeded by
+ * the distinct books); the same list twice, on the same scratch or on a
+ * fresh one, gives the same bits (nothing left over in the scratch, no
+ * uninitialised work space read). Both negative paths: every unread book
+ * (at most 64) and a seeded sample. */
+static void test_foldin_bpr_duplicates(void **state)
+{
+    (void)state;
+    static const struct { uint32_t nb, dim; size_t m; } cases[] = {
+        {41, 7, 11}, {50, 1, 3}, {2000, 13, 5}, {700, 33, 67}};
+    br_rng g;
+    br_rng_seed(&g, 31);
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int kind = BR_MODEL_DOT; kind <= BR_MODEL_BIASED; kind++) {
+            uint32_t nb = cases[ci].nb;
+            size_t m = cases[ci].m;
+            synth s;
+            synth_make(&s, (br_model_kind)kind, BR_LOSS_BPR, 2, nb, cases[ci].dim,
+                       40 + ci + 10 * kind, 0, 0.02f);
+            uint32_t st = br_model_get_meta(s.m)->stride;
+            br_rec_scratch *sc, *fresh;
+            assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+            uint32_t books[100], uniq[100], dup[300], rev[100];
+            pick_books(&g, nb, m, books);
+            for (size_t i = 0; i < m; i++) {
+                uniq[i] = s.bid[books[i]];
+                rev[m - 1 - i] = uniq[i];
+            }
+            size_t nd = 0;
+            for (size_t i = 0; i < m; i++) {   /* each once, some up to four times */
+                dup[nd++] = uniq[i];
+                for (uint32_t r = br_rng_below(&g, 4); r > 0; r--)
+                    dup[nd++] = uniq[br_rng_below(&g, (uint32_t)m)];
+            }
+            assert_true(nd > m);
+            float v1[64] __attribute__((aligned(64))), v2[64] __attribute__((aligned(64)));
+            float v3[64] __attribute__((aligned(64))), v4[64] __attribute__((aligned(64)));
+            float v5[64] __attribute__((aligned(64))), bias;
+            assert_int_equal(br_rec_foldin(s.rec, sc, uniq, NULL, m, v1, &bias, NULL), BR_OK);
+            for (uint32_t a = 0; a < st; a++)
+                assert_true(isfinite(v1[a]));
+            assert_int_equal(br_rec_foldin(s.rec, sc, dup, NULL, nd, v2, &bias, NULL), BR_OK);
+            assert_memory_equal(v1, v2, st * sizeof(float));
+            assert_int_equal(br_rec_foldin(s.rec, sc, rev, NULL, m, v3, &bias, NULL), BR_OK);
+            assert_memory_equal(v1, v3, st * sizeof(float));
+            /* another reader (all but one book: the mark bits cover every
+             * word), then the first again, then on a fresh scratch */
+            uint32_t *other = malloc(nb * sizeof *other);
+            for (uint32_t b = 1; b < nb; b++)
+                other[b - 1] = s.bid[b];
+            assert_int_equal(br_rec_foldin(s.rec, sc, other, NULL, nb - 1, v4, &bias, NULL),
+                             BR_OK);
+            free(other);
+            assert_int_equal(br_rec_foldin(s.rec, sc, dup, NULL, nd, v4, &bias, NULL), BR_OK);
+            assert_memory_equal(v1, v4, st * sizeof(float));
+            assert_int_equal(br_rec_scratch_create(s.rec, &fresh, NULL), BR_OK);
+            assert_int_equal(br_rec_foldin(s.rec, fresh, uniq, NULL, m, v5, &bias, NULL),
+                             BR_OK);
+            assert_memory_equal(v1, v5, st * sizeof(float));
+            br_rec_scratch_free(fresh);
+            br_rec_scratch_free(sc);
+            synth_free(&s);
+        }
+}
+
+/* A larger reader with more than 64 unread books (the negatives a seeded
+ * sample this test cannot see): the vector is finite, and br_rec_reader's
+ * top k equals scoring every book with the vector br_rec_foldin returns
+ * (scalar kernel, add = mean + bias) and a full sort, the read books left
+ * out unless BR_REC_INCLUDE_READ, exactly; and equals br_rec_vector on that
+ * vector. Fold-in and top-k are one consistent path. */
+static void test_foldin_bpr_reader_consistent(void **state)
+{
+    (void)state;
+    enum { NB = 1500, DIM = 29 };
+    static const size_t ms[] = {1, 9, 70, 203};
+    static const size_t ks[] = {1, 10, NB};
+    br_rng g;
+    br_rng_seed(&g, 77);
+    br_scored *all = malloc(NB * sizeof *all);
+    br_rec_item *it = malloc(NB * sizeof *it), *iv = malloc(NB * sizeof *iv);
+    float *sc_ref = malloc(NB * sizeof *sc_ref);
+    for (int kind = BR_MODEL_DOT; kind <= BR_MODEL_BIASED; kind++) {
+        synth s;
+        synth_make(&s, (br_model_kind)kind, BR_LOSS_BPR, 2, NB, DIM, 61 + kind, 0, 0.01f);
+        const br_model_meta *mt = br_model_get_meta(s.m);
+        uint32_t st = mt->stride;
+        br_rec_scratch *sc;
+        assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+            size_t m = ms[mi];
+            uint32_t books[203], ids[204], ex[203];
+            char read[NB] = {0};
+            pick_books(&g, NB, m, books);
+            for (size_t i = 0; i < m; i++) {
+                ids[i] = s.bid[books[i]];
+                read[books[i]] = 1;
+            }
+            ids[m] = ids[0];   /* a duplicate changes nothing */
+            size_t nex = 0;
+            for (uint32_t b = 0; b < NB; b++)
+                if (read[b])
+                    ex[nex++] = b;
+            float vec[64] __attribute__((aligned(64))), bias = -1;
+            br_diag d;
+            assert_int_equal(br_rec_foldin(s.rec, sc, ids, NULL, m + 1, vec, &bias, &d), BR_OK);
+            double norm = 0;
+            for (uint32_t a = 0; a < st; a++) {
+                assert_true(a < DIM ? isfinite(vec[a]) : vec[a] == 0.0f);
+                norm += (double)vec[a] * vec[a];
+            }
+            assert_true(norm > 0 && norm < 1e6);
+            assert_true(bias == 0.0f);
+            float add = (kind == BR_MODEL_BIASED ? mt->global_mean : 0.0f) + bias;
+            br_kernels_scalar()->score(vec, br_model_book_vecs(s.m), NB, st,
+                                       br_model_book_bias(s.m), add, sc_ref);
+            for (int incl = 0; incl < 2; incl++) {
+                size_t n_all = 0;
+                for (uint32_t b = 0; b < NB; b++)
+                    if (incl || !read[b])
+                        all[n_all++] = (br_scored){sc_ref[b], b};
+                qsort(all, n_all, sizeof *all, cmp_scored);
+                for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                    size_t k = ks[ki], want = k < n_all ? k : n_all, n = 0, nv = 0;
+                    unsigned flags = incl ? BR_REC_INCLUDE_READ : 0;
+                    assert_int_equal(br_rec_reader(s.rec, sc, ids, NULL, m + 1, k, flags, it,
+                                                   &n, &d),
+                                     BR_OK);
+                    assert_int_equal(n, want);
+                    for (size_t i = 0; i < n; i++) {
+                        assert_int_equal(it[i].book, all[i].idx);
+                        assert_int_equal(it[i].book_id, s.bid[all[i].idx]);
+                        assert_memory_equal(&it[i].score, &all[i].score, sizeof(float));
+                    }
+                    assert_int_equal(br_rec_vector(s.rec, sc, vec, add, ex, incl ? 0 : nex, k,
+                                                   iv, &nv, &d),
+                                     BR_OK);
+                    assert_int_equal(nv, n);
+                    assert_memory_equal(iv, it, n * sizeof *it);
+                }
+            }
+        }
+        br_rec_scratch_free(sc);
+        synth_free(&s);
+    }
+    free(all);
+    free(it);
+    free(iv);
+    free(sc_ref);
+}
+
 static void test_predict(void **state)
 {
     (void)state;
@@ -806,6 +1177,11 @@ int main(void)
         cmocka_unit_test(test_foldin_matches_reference),
         cmocka_unit_test(test_foldin_bpr_direction),
         cmocka_unit_test(test_foldin_bpr_stationary),
+        cmocka_unit_test(test_foldin_bpr_flat),
+        cmocka_unit_test(test_foldin_bpr_odd_sizes),
+        cmocka_unit_test(test_foldin_bpr_one_negative),
+        cmocka_unit_test(test_foldin_bpr_duplicates),
+        cmocka_unit_test(test_foldin_bpr_reader_consistent),
         cmocka_unit_test(test_predict),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_errors),
