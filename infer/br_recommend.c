@@ -581,6 +581,20 @@ static br_err br_rec_foldin_mse(const br_rec *r, br_rec_scratch *s, size_t m, fl
  *     = 1/(4M) (M S_I + m S_J - s_I s_J^T - s_J s_I^T) + lam I
  * (S the sums of q q^T, s the sums of q), so p += B^-1 grad F never lowers F
  * and converges to the maximiser. */
+/* The rows of the fold-in's books j0..j0+3 of n (the m positives s->books,
+ * then the negatives s->neg) into q, their indices into b; past the end,
+ * book j0 again. Returns how many are real. */
+static size_t br_rec_bpr_rows4(const br_rec *r, const br_rec_scratch *s, size_t m, size_t n,
+                               size_t j0, const float **q, uint32_t *b)
+{
+    for (size_t t = 0; t < 4; t++) {
+        size_t j = j0 + t < n ? j0 + t : j0;
+        b[t] = j < m ? s->books[j] : s->neg[j - m];
+        q[t] = r->Q + (size_t)b[t] * r->stride;
+    }
+    return n - j0 < 4 ? n - j0 : 4;
+}
+
 /* g = the gradient of F at p (see br_rec_foldin_bpr) for the m positives
  * s->books and M negatives s->neg. ai: m + M scores, ex: 2 (m + M) doubles
  * of work space. */
@@ -594,13 +608,11 @@ static void br_rec_bpr_grad(const br_rec *r, const br_rec_scratch *s, size_t m, 
      * the end the first of the four is summed again and dropped */
     for (size_t j0 = 0; j0 < m + M; j0 += 4) {
         const float *q[4];
+        uint32_t b[4];
         double v[4];
-        for (int t = 0; t < 4; t++) {
-            size_t j = j0 + t < m + M ? j0 + t : j0;
-            uint32_t b = j < m ? s->books[j] : s->neg[j - m];
-            q[t] = r->Q + (size_t)b * r->stride;
-            v[t] = r->bb ? r->bb[b] : 0.0;
-        }
+        br_rec_bpr_rows4(r, s, m, m + M, j0, q, b);
+        for (int t = 0; t < 4; t++)
+            v[t] = r->bb ? r->bb[b[t]] : 0.0;
         for (size_t a = 0; a < D; a++) {
             v[0] += p[a] * q[0][a];
             v[1] += p[a] * q[1][a];
@@ -644,12 +656,12 @@ static void br_rec_bpr_grad(const br_rec *r, const br_rec_scratch *s, size_t m, 
     /* g += sum_j c_j q_j, four books per pass over g (past the end, c 0) */
     for (size_t j0 = 0; j0 < m + M; j0 += 4) {
         const float *q[4];
+        uint32_t b[4];
         double c[4];
+        size_t live = br_rec_bpr_rows4(r, s, m, m + M, j0, q, b);
         for (size_t t = 0; t < 4; t++) {
-            size_t j = j0 + t < m + M ? j0 + t : j0;
-            uint32_t b = j < m ? s->books[j] : s->neg[j - m];
-            q[t] = r->Q + (size_t)b * r->stride;
-            c[t] = j0 + t < m + M ? (j < m ? wi[j] : -wj[j - m]) / (double)M : 0.0;
+            size_t j = j0 + t;
+            c[t] = t < live ? (j < m ? wi[j] : -wj[j - m]) / (double)M : 0.0;
         }
         for (size_t a = 0; a < D; a++)
             g[a] += (c[0] * q[0][a] + c[1] * q[1][a]) + (c[2] * q[2][a] + c[3] * q[3][a]);
