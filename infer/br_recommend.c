@@ -66,8 +66,8 @@ struct br_rec_scratch {
     float *rating;             /* n_books: their ratings */
     uint64_t *mark;            /* n_books bits */
     double *A;                 /* (dim+1)^2: normal equations / majoriser */
-    float *Af;                 /* dim^2: the bpr majoriser's sums, in floats */
-    double *w;                 /* work: 4 (dim+1) + 2 (n_books) doubles */
+    double *w;                 /* work: (8 + 2 BR_REC_BPR_AA) (dim+1)
+                                * + 3 (n_books + BR_REC_BPR_NEG) doubles */
     uint32_t *neg;             /* BR_REC_BPR_NEG sampled negatives */
     uint32_t h1, h2;           /* MLP widths the scratch was made for (0: not MLP) */
     float *mlp_work;           /* MLP: hu[h1] a1[h1] a2[h2], 64-byte aligned */
@@ -209,7 +209,6 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
     s->rating = malloc(nb * sizeof *s->rating);
     s->mark = calloc((nb + 63) / 64, sizeof *s->mark);
     s->A = malloc(d1 * d1 * sizeof *s->A);
-    s->Af = malloc(d1 * d1 * sizeof *s->Af);
     s->w = malloc(((8 + 2 * BR_REC_BPR_AA) * d1 + 3 * nb + 3 * BR_REC_BPR_NEG) * sizeof *s->w);
     s->neg = malloc(BR_REC_BPR_NEG * sizeof *s->neg);
     if (r->mlp) {
@@ -221,7 +220,7 @@ br_err br_rec_scratch_create(const br_rec *r, br_rec_scratch **out, br_diag *dia
             return br_fail(diag, BR_ERR_NOMEM, "out of memory");
         }
     }
-    if (!s->scores || !s->heap || !s->vec || !s->books || !s->rating || !s->mark || !s->A || !s->Af ||
+    if (!s->scores || !s->heap || !s->vec || !s->books || !s->rating || !s->mark || !s->A ||
         !s->w || !s->neg) {
         br_rec_scratch_free(s);
         return br_fail(diag, BR_ERR_NOMEM, "out of memory");
@@ -242,7 +241,6 @@ void br_rec_scratch_free(br_rec_scratch *s)
     free(s->rating);
     free(s->mark);
     free(s->A);
-    free(s->Af);
     free(s->w);
     free(s->neg);
     free(s->mlp_work);
@@ -573,14 +571,6 @@ static br_err br_rec_foldin_mse(const br_rec *r, br_rec_scratch *s, size_t m, fl
     return BR_OK;
 }
 
-/* Majorise-minimise for a bpr model (see br_recommend.h). With positives I
- * (m books) and M sampled negatives J, the objective
- *   F(p) = 1/M sum_ij log sigmoid(p.(q_i - q_j) + b_i - b_j) - lam/2 |p|^2,
- * lam = reg * m, is concave; its negated Hessian is at most
- *   B = 1/(4M) sum_ij (q_i - q_j)(q_i - q_j)^T + lam I
- *     = 1/(4M) (M S_I + m S_J - s_I s_J^T - s_J s_I^T) + lam I
- * (S the sums of q q^T, s the sums of q), so p += B^-1 grad F never lowers F
- * and converges to the maximiser. */
 /* The rows of the fold-in's books j0..j0+3 of n (the m positives s->books,
  * then the negatives s->neg) into q, their indices into b; past the end,
  * book j0 again. Returns how many are real. */
@@ -668,6 +658,15 @@ static void br_rec_bpr_grad(const br_rec *r, const br_rec_scratch *s, size_t m, 
     }
 }
 
+/* Majorise-minimise for a bpr model (see br_recommend.h). With positives I
+ * (m books) and M sampled negatives J, the objective
+ *   F(p) = 1/M sum_ij log sigmoid(p.(q_i - q_j) + b_i - b_j) - lam/2 |p|^2,
+ * lam = reg * m, is concave; its negated Hessian is at most
+ *   B = 1/(4M) sum_ij (q_i - q_j)(q_i - q_j)^T + lam I
+ *     = 1/(4M) (M S_I + m S_J - s_I s_J^T - s_J s_I^T) + lam I
+ * (S the sums of q q^T, s the sums of q), so the step p += B^-1 grad F never
+ * lowers F and, repeated, converges to the maximiser; Anderson acceleration
+ * (below) gets there in fewer steps. */
 static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, float *vec,
                                 float *bias, br_diag *diag)
 {
@@ -706,54 +705,58 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
     double *ai = s->w + 4 * (D + 1);    /* m + M doubles */
     double *ex = ai + m + M;            /* 2 (m + M) more */
     double *x = ex + 2 * (m + M);       /* (4 + 2 BR_REC_BPR_AA) D more */
-    /* B only sets the steps, not where they end (grad F = 0), so its sums
-     * are taken in floats (twice the lanes, the rows as stored), and its
-     * diagonal gets 1e-5 of its largest entry more, far above their
-     * rounding: B stays positive definite, and a larger B still majorises */
-    float *Af = s->Af;
-    memset(Af, 0, D * D * sizeof *Af);
+    /* B sums differences q_i - q_j, so it is the same for rows shifted by a
+     * common vector: they are centred on their mean first, or the sums below
+     * cancel (book vectors sharing a large component lost B's definiteness
+     * to rounding when summed in floats) */
+    double *cen = p;
+    memset(cen, 0, D * sizeof *cen);
+    for (size_t j = 0; j < m + M; j++) {
+        const float *q = r->Q + (size_t)(j < m ? s->books[j] : s->neg[j - m]) * r->stride;
+        for (size_t a = 0; a < D; a++)
+            cen[a] += q[a];
+    }
+    for (size_t a = 0; a < D; a++)
+        cen[a] /= (double)(m + M);
+    memset(A, 0, D * D * sizeof *A);
     memset(sI, 0, 2 * D * sizeof *sI);
     for (int side = 0; side < 2; side++) {
         size_t cnt = side ? M : m;
         const uint32_t *list = side ? s->neg : s->books;
-        float wgt = side ? (float)m : (float)M;
+        double wgt = side ? (double)m : (double)M;
         double *sum = side ? sJ : sI;
-        /* four books per pass over the lower triangle (a quarter of the
-         * loads and stores of one at a time); past the end a book counts 0 */
+        /* four books per pass over A's lower triangle (a quarter of the
+         * loads and stores of one at a time), centred as doubles in x;
+         * past the end, rows of zeros */
+        double *q0 = x, *q1 = x + D, *q2 = x + 2 * D, *q3 = x + 3 * D;
         for (size_t j0 = 0; j0 < cnt; j0 += 4) {
-            const float *q[4];
-            float w[4];
             for (size_t t = 0; t < 4; t++) {
-                q[t] = r->Q + (size_t)list[j0 + t < cnt ? j0 + t : j0] * r->stride;
-                w[t] = j0 + t < cnt ? wgt : 0.0f;
+                const float *q = r->Q + (size_t)list[j0 + t < cnt ? j0 + t : j0] * r->stride;
+                for (size_t a = 0; a < D; a++)
+                    x[t * D + a] = j0 + t < cnt ? q[a] - cen[a] : 0.0;
             }
             for (size_t a = 0; a < D; a++) {
-                for (size_t t = 0; t < 4; t++)
-                    sum[a] += w[t] ? q[t][a] : 0.0;
-                float a0 = w[0] * q[0][a], a1 = w[1] * q[1][a];
-                float a2 = w[2] * q[2][a], a3 = w[3] * q[3][a];
-                float *row = Af + a * D;
+                double a0 = q0[a], a1 = q1[a], a2 = q2[a], a3 = q3[a];
+                sum[a] += (a0 + a1) + (a2 + a3);
+                a0 *= wgt, a1 *= wgt, a2 *= wgt, a3 *= wgt;
+                double *row = A + a * D;
                 for (size_t c = 0; c <= a; c++)
-                    row[c] += (a0 * q[0][c] + a1 * q[1][c]) + (a2 * q[2][c] + a3 * q[3][c]);
+                    row[c] += (a0 * q0[c] + a1 * q1[c]) + (a2 * q2[c] + a3 * q3[c]);
             }
         }
     }
     double lam = (double)r->reg * (double)m;
     if (lam < 1e-9)
         lam = 1e-9;
-    double top = 0;
     for (size_t a = 0; a < D; a++) {
         for (size_t c = 0; c <= a; c++) {
-            double v = ((double)Af[a * D + c] - sI[a] * sJ[c] - sJ[a] * sI[c]) / (4.0 * (double)M);
+            double v = (A[a * D + c] - sI[a] * sJ[c] - sJ[a] * sI[c]) / (4.0 * (double)M);
             A[a * D + c] = v + (a == c ? lam : 0.0);
         }
-        top = fmax(top, A[a * D + a]);
     }
-    for (size_t a = 0; a < D; a++) {
-        A[a * D + a] += 1e-5 * top;
+    for (size_t a = 0; a < D; a++)
         for (size_t c = a + 1; c < D; c++)
             A[a * D + c] = A[c * D + a];
-    }
     if (!br_cholesky(A, D))
         return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the bpr majoriser is singular");
 
@@ -761,7 +764,7 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
      * (20-29 steps on goodbooks readers). Anderson acceleration: p is moved
      * by the combination of the last BR_REC_BPR_AA steps that best cancels
      * the current one (least squares on their differences), then accepted
-     * if the new step is shorter in B's metric (grad . d); if not, the plain
+     * if the new step is no longer in B's metric (grad . d); if not, the plain
      * step from p is taken and the history forgotten. The fixed point, and
      * so the answer, is the same: where d = 0. */
     double *d = x, *g = x + D, *pn = x + 2 * D, *dn = x + 3 * D;
@@ -774,12 +777,14 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
     br_chol_solve(A, D, d);
     double res = br_ddot_d(g, d, D);
     for (int it = 0; it < BR_REC_BPR_ITERS; it++) {
-        double step = 0, norm = 0;
+        double step = 0, norm = 0;   /* the largest |d| and |p|; NaN if any is */
         for (size_t a = 0; a < D; a++) {
-            step = fmax(step, fabs(d[a]));
-            norm = fmax(norm, fabs(p[a]));
+            if (!(fabs(d[a]) <= step))
+                step = fabs(d[a]);
+            if (!(fabs(p[a]) <= norm))
+                norm = fabs(p[a]);
         }
-        if (!isfinite(step) || !isfinite(norm))
+        if (!isfinite(step) || !isfinite(norm) || !isfinite(res))
             return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
         if (step <= 1e-4 * (norm > 1.0 ? norm : 1.0))
             break;
@@ -828,8 +833,11 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
         memcpy(d, dn, D * sizeof *d);
         res = rn;
     }
-    for (size_t a = 0; a < D; a++)
+    for (size_t a = 0; a < D; a++) {
         p[a] += d[a];
+        if (!isfinite((float)p[a]))
+            return br_fail(diag, BR_ERR_NUMERIC, "fold-in: the solution is not finite");
+    }
     memset(vec, 0, r->stride * sizeof *vec);
     for (size_t a = 0; a < dim; a++)
         vec[a] = (float)p[a];

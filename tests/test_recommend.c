@@ -40,8 +40,9 @@ typedef struct synth {
 
 static float unif(br_rng *g) { return (float)(br_rng_next(g) >> 40) / (float)(1u << 24); }
 
-/* Book biases are 0.4 x this x uniform(-0.5, 0.5). */
-static float synth_bias_scale = 1.0f;
+/* Book biases are 0.4 x this x uniform(-0.5, 0.5); book vectors are
+ * synth_q_scale x uniform(-0.5, 0.5), plus synth_q_offset in dimension 0. */
+static float synth_bias_scale = 1.0f, synth_q_scale = 1.0f, synth_q_offset = 0.0f;
 
 /* Ids are spaced (uid = 3u + 2, bid = 5b + 1) so id maps are exercised.
  * `ties`: books come in pairs with equal vectors and biases. */
@@ -68,7 +69,8 @@ static void synth_make(synth *s, br_model_kind kind, br_loss_kind loss, uint32_t
     for (uint32_t b = 0; b < nb; b++) {
         for (uint32_t d = 0; d < dim; d++)
             s->Q[(size_t)b * dim + d] =
-                ties && (b & 1) ? s->Q[(size_t)(b - 1) * dim + d] : unif(&g) - 0.5f;
+                ties && (b & 1) ? s->Q[(size_t)(b - 1) * dim + d]
+                                : synth_q_scale * (unif(&g) - 0.5f) + (d ? 0.0f : synth_q_offset);
         s->bb[b] = ties && (b & 1) ? s->bb[b - 1] : 0.4f * synth_bias_scale * (unif(&g) - 0.5f);
         s->bid[b] = 5 * b + 1;
     }
@@ -785,6 +787,36 @@ static void test_foldin_bpr_flat(void **state)
     synth_free(&s);
 }
 
+/* Book vectors sharing a large component (dimension 0 is 30 +- 0.005, the
+ * rest +-0.005) and a small reg: the majoriser's sums cancel, and summed
+ * in floats they made it indefinite ("singular"); the answer is found and
+ * stationary. */
+static void test_foldin_bpr_shared_component(void **state)
+{
+    (void)state;
+    br_rng g;
+    br_rng_seed(&g, 4242);
+    double worst = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        synth s;
+        synth_q_scale = 0.01f;
+        synth_q_offset = 30.0f;
+        synth_make(&s, BR_MODEL_BIASED, BR_LOSS_BPR, 2, 69, 32, seed, 0, 1e-5f);
+        synth_q_scale = 1.0f;
+        synth_q_offset = 0.0f;
+        br_rec_scratch *sc;
+        assert_int_equal(br_rec_scratch_create(s.rec, &sc, NULL), BR_OK);
+        uint32_t books[5];
+        pick_books(&g, 69, 5, books);
+        double g0, g1 = bpr_foldin_gradient(&s, sc, 1, 1e-5f, books, 5, &g0, NULL);
+        assert_true(g1 <= 1e-3 * g0);
+        worst = fmax(worst, g1 / g0);
+        br_rec_scratch_free(sc);
+        synth_free(&s);
+    }
+    print_message("bpr fold-in, shared component: worst |gradient| ratio %.3g\n", worst);
+}
+
 /* One unread book (M = 1), wherever it lies: a single negative, and the
  * answer is stationary; the reader's recommendations are that book alone.
  * Every book read (duplicates or not) is refused with BR_ERR_ARG by
@@ -1178,6 +1210,7 @@ int main(void)
         cmocka_unit_test(test_foldin_bpr_direction),
         cmocka_unit_test(test_foldin_bpr_stationary),
         cmocka_unit_test(test_foldin_bpr_flat),
+        cmocka_unit_test(test_foldin_bpr_shared_component),
         cmocka_unit_test(test_foldin_bpr_odd_sizes),
         cmocka_unit_test(test_foldin_bpr_one_negative),
         cmocka_unit_test(test_foldin_bpr_duplicates),
