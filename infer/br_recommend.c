@@ -393,14 +393,6 @@ static inline double br_fdot(const float *a, const float *b, size_t n)
     return (s0 + s1) + (s2 + s3);
 }
 
-static double br_ddot_d(const double *a, const double *b, size_t n)
-{
-    double s0 = 0;
-    for (size_t k = 0; k < n; k++)
-        s0 += a[k] * b[k];
-    return s0;
-}
-
 /* In-place Cholesky factor (lower) of the n x n matrix A; 0 if not positive
  * definite. */
 static int br_cholesky(double *A, size_t n)
@@ -658,6 +650,19 @@ static void br_rec_bpr_grad(const br_rec *r, const br_rec_scratch *s, size_t m, 
     }
 }
 
+/* The majoriser's step from p: g = grad F(p), d = B^-1 g (L: B's Cholesky
+ * factor); returns g . d, the step's length in B's metric. */
+static double br_rec_bpr_step(const br_rec *r, const br_rec_scratch *s, size_t m, size_t M,
+                              double lam, const double *L, const double *p, double *ai,
+                              double *ex, double *g, double *d)
+{
+    size_t D = r->dim;
+    br_rec_bpr_grad(r, s, m, M, lam, p, ai, ex, g);
+    memcpy(d, g, D * sizeof *d);
+    br_chol_solve(L, D, d);
+    return br_ddot(g, d, D);
+}
+
 /* Majorise-minimise for a bpr model (see br_recommend.h). With positives I
  * (m books) and M sampled negatives J, the objective
  *   F(p) = 1/M sum_ij log sigmoid(p.(q_i - q_j) + b_i - b_j) - lam/2 |p|^2,
@@ -772,10 +777,7 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
     double G[BR_REC_BPR_AA * BR_REC_BPR_AA], c[BR_REC_BPR_AA];
     size_t nh = 0, head = 0;   /* history entries, the next to write */
     memset(p, 0, D * sizeof *p);
-    br_rec_bpr_grad(r, s, m, M, lam, p, ai, ex, g);
-    memcpy(d, g, D * sizeof *d);
-    br_chol_solve(A, D, d);
-    double res = br_ddot_d(g, d, D);
+    double res = br_rec_bpr_step(r, s, m, M, lam, A, p, ai, ex, g, d);
     for (int it = 0; it < BR_REC_BPR_ITERS; it++) {
         double step = 0, norm = 0;   /* the largest |d| and |p|; NaN if any is */
         for (size_t a = 0; a < D; a++) {
@@ -789,15 +791,14 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
         if (step <= 1e-4 * (norm > 1.0 ? norm : 1.0))
             break;
         /* pn = p + d - sum_i c_i (hx_i + hf_i), c minimising |d - sum c_i hf_i| */
-        memcpy(pn, p, D * sizeof *pn);
         for (size_t a = 0; a < D; a++)
-            pn[a] += d[a];
+            pn[a] = p[a] + d[a];
         if (nh) {
             double tr = 0;
             for (size_t i = 0; i < nh; i++) {
                 for (size_t j = 0; j <= i; j++)
-                    G[i * nh + j] = br_ddot_d(hf + i * D, hf + j * D, D);
-                c[i] = br_ddot_d(hf + i * D, d, D);
+                    G[i * nh + j] = br_ddot(hf + i * D, hf + j * D, D);
+                c[i] = br_ddot(hf + i * D, d, D);
                 tr += G[i * nh + i];
             }
             for (size_t i = 0; i < nh; i++)
@@ -809,17 +810,11 @@ static br_err br_rec_foldin_bpr(const br_rec *r, br_rec_scratch *s, size_t m, fl
                         pn[a] -= c[i] * (hx[i * D + a] + hf[i * D + a]);
             }
         }
-        br_rec_bpr_grad(r, s, m, M, lam, pn, ai, ex, g);
-        memcpy(dn, g, D * sizeof *dn);
-        br_chol_solve(A, D, dn);
-        double rn = br_ddot_d(g, dn, D);
+        double rn = br_rec_bpr_step(r, s, m, M, lam, A, pn, ai, ex, g, dn);
         if (nh && !(rn <= res)) {   /* no better: the plain step, history forgotten */
             for (size_t a = 0; a < D; a++)
                 pn[a] = p[a] + d[a];
-            br_rec_bpr_grad(r, s, m, M, lam, pn, ai, ex, g);
-            memcpy(dn, g, D * sizeof *dn);
-            br_chol_solve(A, D, dn);
-            rn = br_ddot_d(g, dn, D);
+            rn = br_rec_bpr_step(r, s, m, M, lam, A, pn, ai, ex, g, dn);
             nh = head = 0;
         } else {
             for (size_t a = 0; a < D; a++) {

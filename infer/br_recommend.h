@@ -110,9 +110,8 @@ br_err br_rec_similar(const br_rec *r, br_rec_scratch *s, uint32_t book_id, size
  * over a fixed, seeded sample of unread books j, by majorise-minimise steps
  * (the logistic curvature is at most 1/4, so one Cholesky factor serves
  * every step) with Anderson acceleration. Ratings are ignored for bpr
- * models; ratings may be NULL (every
- * book then counts as BR_REC_DEFAULT_RATING). Duplicate book ids: the last
- * rating counts.
+ * models; ratings may be NULL (every book then counts as
+ * BR_REC_DEFAULT_RATING). Duplicate book ids: the last rating counts.
  *
  * vec receives `stride` floats (zero padded past dim), *bias the reader's
  * bias (0 unless biased mse). Errors: BR_ERR_EMPTY for n == 0,
