@@ -1204,6 +1204,16 @@ static void br_srv_mhd_log(void *cls, const char *fmt, va_list ap)
     s->cfg.log(s->cfg.log_ctx, msg);
 }
 
+/* A line of ours to the log callback, as libmicrohttpd's go. */
+static void br_srv_note(br_srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void br_srv_note(br_srv *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    br_srv_mhd_log(s, fmt, ap);
+    va_end(ap);
+}
+
 /* ---- lifecycle ----------------------------------------------------------------- */
 
 void br_srv_config_default(br_srv_config *c)
@@ -1299,13 +1309,9 @@ static unsigned br_srv_fit_connections(br_srv *s)
         return s->cfg.max_connections;
     rlim_t room = rl.rlim_cur > want - s->cfg.max_connections
                       ? rl.rlim_cur - (want - s->cfg.max_connections) : 1;
-    if (s->cfg.log) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "connection limit lowered from %u to %u: only %llu file "
-                 "descriptors allowed (ulimit -n)", s->cfg.max_connections, (unsigned)room,
-                 (unsigned long long)rl.rlim_cur);
-        s->cfg.log(s->cfg.log_ctx, msg);
-    }
+    br_srv_note(s, "connection limit lowered from %u to %u: only %llu file descriptors "
+                "allowed (ulimit -n)", s->cfg.max_connections, (unsigned)room,
+                (unsigned long long)rl.rlim_cur);
     return (unsigned)room;
 }
 
@@ -1493,19 +1499,6 @@ static void br_srv_close_workers(br_srv *s)
  * own to the worker's CPU while the worker's daemon starts, and puts its own
  * mask back after. */
 
-static void br_srv_note(br_srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void br_srv_note(br_srv *s, const char *fmt, ...)
-{
-    if (!s->cfg.log)
-        return;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    s->cfg.log(s->cfg.log_ctx, msg);
-}
-
 /* Fills cpus with the CPUs the calling thread may run on (up to max, in
  * order); their count, or 0 if the mask cannot be read. */
 static unsigned br_srv_allowed_cpus(cpu_set_t *mask, int *cpus, unsigned max)
@@ -1605,21 +1598,18 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
     cpu_set_t own;
     int cpus[1025];   /* threads <= 1024 (br_srv_create); one more tells "more CPUs" */
     unsigned n_cpus = s->cfg.pin ? br_srv_allowed_cpus(&own, cpus, 1025) : 0;
-    int pin = n_cpus == s->cfg.threads, pinned = 0, rc = 0;
+    int pin = n_cpus == s->cfg.threads, rc;
     for (unsigned i = 0; ok && i < s->cfg.threads; i++) {
         br_srv_worker *w = &s->workers[i];
         w->srv = s;
         w->cpu = -1;
         if (pin && (rc = br_srv_run_on(cpus[i])) == 0) {   /* the daemon's thread inherits it */
             w->cpu = cpus[i];
-            pinned = 1;
         } else if (pin) {
             br_srv_note(s, "cannot pin worker %u to CPU %d: %s; it and the next run on any "
                         "CPU", i, cpus[i], strerror(rc));
+            br_srv_unpin(s, &own);
             pin = 0;
-            if (pinned)
-                br_srv_unpin(s, &own);
-            pinned = 0;
         }
         w->daemon = MHD_start_daemon(
             flags, 0, NULL, NULL, br_srv_handle, s, MHD_OPTION_EXTERNAL_LOGGER, br_srv_mhd_log,
@@ -1628,7 +1618,7 @@ br_err br_srv_start(br_srv *s, br_diag *diag)
             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
         ok = w->daemon != NULL;
     }
-    if (pinned)
+    if (pin)
         br_srv_unpin(s, &own);
     if (ok && pthread_create(&s->acceptor, NULL, br_srv_accept_main, s) == 0)
         s->acceptor_ok = 1;
@@ -1661,13 +1651,15 @@ typedef struct br_srv_load {
     br_diag diag;
 } br_srv_load;
 
+static void br_srv_load_run(br_srv_load *l)
+{
+    l->err = br_srv_model_open(l->srv->model_path, l->srv->generation + 1, &l->model, &l->diag);
+}
+
 static void *br_srv_load_main(void *arg)
 {
-    br_srv_load *l = arg;
-    errno = 0;
-    if (nice(10) == -1 && errno)
-        errno = 0;   /* not lowered: load at the caller's priority */
-    l->err = br_srv_model_open(l->srv->model_path, l->srv->generation + 1, &l->model, &l->diag);
+    (void)!nice(10);   /* if it fails, the load runs at the caller's priority */
+    br_srv_load_run(arg);
     return NULL;
 }
 
@@ -1686,7 +1678,7 @@ br_err br_srv_reload(br_srv *s, br_diag *diag)
     if (made)
         pthread_join(t, NULL);
     else   /* no thread to spare: load here */
-        l.err = br_srv_model_open(s->model_path, s->generation + 1, &l.model, &l.diag);
+        br_srv_load_run(&l);
     br_srv_model *m = l.model;
     br_err e = l.err;
     if (e && diag)

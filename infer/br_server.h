@@ -81,8 +81,8 @@ unsigned br_srv_port(const br_srv *s);
 
 /* Re-maps the model file and swaps it in. The load runs on a short-lived
  * thread at nice +10, so busy workers go first; this call waits for it.
- * Requests already running finish
- * on the old model, which is freed when the last of them ends. If the new
+ * Requests already running finish on the old model, which is freed when
+ * the last of them ends. If the new
  * file fails to load, the old model keeps serving and the error is returned
  * (and counted in /metrics). Call from one thread at a time. */
 br_err br_srv_reload(br_srv *s, br_diag *diag);
