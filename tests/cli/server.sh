@@ -252,6 +252,27 @@ grep -q "stopping (1 requests in flight)" "$TMP/server.err" || fail "SIGTERM: in
 grep -q "stopped$" "$TMP/server.err" || fail "SIGTERM: no clean stop logged"
 curl -s --max-time 2 -o /dev/null "$B/healthz" && fail "still answering after SIGTERM"
 
+# ---- pinning: on one CPU, -j 1 pins its worker there (the start-up line
+# names it); --no-pin leaves it free ----
+start_line() {
+    taskset -c 0 "$BIN" -m "$M" --serve 127.0.0.1:0 -j 1 "$@" 2>"$TMP/pin.err" &
+    local pid=$!
+    for _ in $(seq 1 200); do
+        grep -q "serving" "$TMP/pin.err" && break
+        sleep 0.05
+    done
+    kill -TERM "$pid"
+    wait "$pid"
+    grep "serving" "$TMP/pin.err"
+}
+if command -v taskset >/dev/null; then
+    start_line | grep -q "with 1 threads on CPUs 0 (pid" && ok "pinned: the start-up line names CPU 0" ||
+        fail "pinned: $(cat "$TMP/pin.err")"
+    line=$(start_line --no-pin)
+    [ -n "$line" ] && ! echo "$line" | grep -q "on CPUs" && ok "--no-pin: no CPUs named" ||
+        fail "--no-pin: $(cat "$TMP/pin.err")"
+fi
+
 # ---- start-up errors ----
 "$BIN" -m "$M" --serve 1.2.3.4.5:x >/dev/null 2>"$TMP/err"; [ $? -eq 2 ] && ok "bad --serve: exit 2" || fail "bad --serve"
 "$BIN" -m "$TMP/nope.model" --serve 127.0.0.1:0 >/dev/null 2>"$TMP/err"; [ $? -eq 1 ] && ok "missing model: exit 1" ||
